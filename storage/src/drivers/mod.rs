@@ -1,0 +1,1 @@
+//! Native drivers (being written).

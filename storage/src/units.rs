@@ -1,0 +1,1 @@
+//! Size and duration parsing (being written).
