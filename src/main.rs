@@ -1,1 +1,81 @@
-fn main() {}
+//! The `berth` command: `serve`, `token` and `migrate`.
+
+use berth::config::Settings;
+use berth::{serve, telemetry};
+use berth_storage::units::parse_duration;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Actor-based mount orchestration service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (HTTP API, actors, mounts).
+    Serve {
+        /// A TOML file overriding config/default.toml (BERTH_* variables override both).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print an API token (JWT, HS256) signed with the configured secret.
+    Token {
+        /// The tenant (`org` claim).
+        #[arg(long)]
+        org: String,
+        /// Space-separated scopes: `read`, `write`.
+        #[arg(long, default_value = "read write")]
+        scope: String,
+        /// Lifetime, e.g. `24h`, `30m`, `7d`.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// A TOML file overriding config/default.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        /// A TOML file overriding config/default.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config } => {
+            let settings = Settings::load(config.as_deref())?;
+            let _telemetry = telemetry::init(&settings.log, settings.otlp_endpoint.as_deref())?;
+            actix_web::rt::System::new().block_on(serve::serve(settings))
+        }
+        Command::Token { org, scope, ttl, config } => {
+            if org.trim().is_empty() {
+                return Err("--org must not be empty".into());
+            }
+            let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?;
+            let settings = Settings::load(config.as_deref())?;
+            println!("{}", serve::jwt_key(&settings)?.mint(&org, &scope, ttl));
+            Ok(())
+        }
+        Command::Migrate { config } => {
+            let settings = Settings::load(config.as_deref())?;
+            serve::open_db(&settings)?;
+            println!("database is up to date");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("berth: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -8,10 +8,12 @@ pub mod catalog;
 pub mod drivers;
 mod error;
 mod path;
+mod traced;
 pub mod units;
 
 pub use error::{ErrorKind, StorageError};
 pub use path::{join_path, normalize_path};
+pub use traced::Traced;
 
 use async_trait::async_trait;
 use bytes::Bytes;

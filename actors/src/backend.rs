@@ -1,0 +1,310 @@
+//! One actor per backend: builds its driver, probes the remote, walks the
+//! state machine of [`crate::state`], persists every transition and retries
+//! failures with capped exponential backoff.
+
+use crate::book::ActorBook;
+use crate::guard::guard_future;
+use crate::state::{backoff, transition, BackendEvent, BackendState};
+use crate::Timing;
+use actix::prelude::*;
+use berth_db::Db;
+use berth_storage::catalog::Config;
+use berth_storage::drivers::{self, DriverEnv};
+use berth_storage::{ErrorKind, Storage, StorageError, Traced};
+use std::sync::Arc;
+use tracing::{info_span, Instrument, Span};
+
+/// The actor kind name in the actor book.
+pub const KIND: &str = "backend";
+
+/// Everything a backend actor needs to start.
+pub struct BackendSpec {
+    /// Backend id.
+    pub id: String,
+    /// Owning org.
+    pub org: String,
+    /// Provider slug.
+    pub slug: String,
+    /// Validated config (plaintext, in memory only).
+    pub config: Config,
+    /// State to start in (restored from the database, or connecting).
+    pub state: BackendState,
+    /// Probe as soon as the actor starts (restored backends).
+    pub probe_on_start: bool,
+}
+
+/// Shared services handed to every backend actor.
+#[derive(Clone)]
+pub struct BackendServices {
+    /// Where transitions are persisted.
+    pub db: Db,
+    /// Where health is reported.
+    pub book: ActorBook,
+    /// What drivers need from the configuration.
+    pub env: DriverEnv,
+    /// Probe timeout and retry policy.
+    pub timing: Timing,
+}
+
+/// The backend actor.
+pub struct BackendActor {
+    spec: BackendSpec,
+    services: BackendServices,
+    storage: Option<Arc<dyn Storage>>,
+    retry: Option<SpawnHandle>,
+    panic_cause: Option<String>,
+}
+
+/// Probe the remote now; answers with the probe's outcome.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct Probe {
+    /// The caller's span.
+    pub span: Span,
+}
+
+/// Build and probe a driver from candidate credentials without touching the
+/// live one; answers with the checked driver to [`Adopt`].
+#[derive(Message)]
+#[rtype(result = "Result<Arc<dyn Storage>, StorageError>")]
+pub struct CheckCredentials {
+    /// The config with the new credentials.
+    pub config: Config,
+    /// The caller's span.
+    pub span: Span,
+}
+
+/// Switch to a config and driver that [`CheckCredentials`] approved.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt {
+    /// The new config.
+    pub config: Config,
+    /// The checked driver.
+    pub storage: Arc<dyn Storage>,
+}
+
+/// The backend is being deleted: go to `gone`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect;
+
+/// Builds (when needed) and probes a driver, bounded by the probe timeout.
+async fn build_and_probe(
+    id: String,
+    slug: String,
+    config: Config,
+    env: DriverEnv,
+    existing: Option<Arc<dyn Storage>>,
+    timing: Timing,
+) -> (Option<Arc<dyn Storage>>, Result<(), StorageError>) {
+    let work = async {
+        let storage = match existing {
+            Some(storage) => storage,
+            None => {
+                let built = drivers::build(&slug, &config, &env).await?;
+                Arc::new(Traced::new(built, id)) as Arc<dyn Storage>
+            }
+        };
+        let probed = storage.probe().await;
+        Ok::<_, StorageError>((storage, probed))
+    };
+    match tokio::time::timeout(timing.probe_timeout, work).await {
+        Ok(Ok((storage, probed))) => (Some(storage), probed),
+        Ok(Err(build_error)) => (None, Err(build_error)),
+        Err(_) => (
+            None,
+            Err(StorageError::new(
+                ErrorKind::Transient,
+                format!("the remote did not answer within {}s", timing.probe_timeout.as_secs()),
+            )),
+        ),
+    }
+}
+
+impl BackendActor {
+    /// Creates the actor (start it under a `Supervisor`).
+    pub fn new(spec: BackendSpec, services: BackendServices) -> Self {
+        BackendActor { spec, services, storage: None, retry: None, panic_cause: None }
+    }
+
+    fn apply(&mut self, event: BackendEvent, error: Option<&str>) {
+        match transition(self.spec.state, event) {
+            Ok(next) => {
+                self.spec.state = next;
+                self.services.book.set_state(KIND, &self.spec.id, next.as_str(), error);
+                if next != BackendState::Gone {
+                    if let Err(err) =
+                        self.services.db.update_backend_state(&self.spec.id, next.as_str(), error)
+                    {
+                        tracing::error!(backend = %self.spec.id, error = %err, "could not persist backend state");
+                    }
+                }
+            }
+            Err(refused) => {
+                tracing::warn!(backend = %self.spec.id, %refused, "ignored backend event");
+            }
+        }
+    }
+
+    fn cancel_retry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.retry.take() {
+            ctx.cancel_future(handle);
+        }
+    }
+
+    /// Moves a connected or failed backend back to probing.
+    fn begin_probe(&mut self, ctx: &mut Context<Self>) {
+        self.cancel_retry(ctx);
+        if !matches!(self.spec.state, BackendState::Connecting { .. }) {
+            self.apply(BackendEvent::Reprobe, None);
+        }
+    }
+
+    /// The probe as an actor future that records its outcome.
+    fn probe(&mut self, span: Span) -> impl ActorFuture<Self, Output = Result<(), StorageError>> {
+        let fut = build_and_probe(
+            self.spec.id.clone(),
+            self.spec.slug.clone(),
+            self.spec.config.clone(),
+            self.services.env.clone(),
+            self.storage.clone(),
+            self.services.timing,
+        );
+        fut::wrap_future::<_, Self>(guard_future(fut).instrument(span))
+            .map(|outcome, act, ctx| act.finish_probe(outcome, ctx))
+    }
+
+    fn finish_probe(
+        &mut self,
+        outcome: Result<(Option<Arc<dyn Storage>>, Result<(), StorageError>), String>,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), StorageError> {
+        let (storage, probed) = match outcome {
+            Ok(done) => done,
+            Err(panic) => {
+                tracing::error!(backend = %self.spec.id, %panic, "backend actor panicked; restarting");
+                self.panic_cause = Some(panic);
+                ctx.stop();
+                return Err(StorageError::new(
+                    ErrorKind::Other,
+                    "internal error while probing; the backend actor was restarted",
+                ));
+            }
+        };
+        if storage.is_some() {
+            self.storage = storage;
+        }
+        match &probed {
+            Ok(()) => self.apply(BackendEvent::ProbeSucceeded, None),
+            Err(err) => {
+                self.apply(BackendEvent::ProbeFailed, Some(&err.message));
+                self.schedule_retry(ctx);
+            }
+        }
+        probed
+    }
+
+    fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
+        let BackendState::Failed { attempt } = self.spec.state else { return };
+        let timing = self.services.timing;
+        let delay = backoff(attempt, timing.retry_base, timing.retry_max);
+        self.retry = Some(ctx.run_later(delay, |act, ctx| {
+            act.retry = None;
+            act.apply(BackendEvent::RetryDue, None);
+            let span = info_span!("backend.retry", backend = %act.spec.id);
+            let probe = act.probe(span).map(|_, _, _| ());
+            ctx.wait(probe);
+        }));
+    }
+}
+
+impl Actor for BackendActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let id = self.spec.id.clone();
+        self.services.book.register(KIND, &id, Some(&self.spec.org), self.spec.state.as_str());
+        match self.spec.state {
+            BackendState::Gone => ctx.stop(),
+            BackendState::Failed { .. } => self.schedule_retry(ctx),
+            _ if self.spec.probe_on_start => {
+                self.begin_probe(ctx);
+                let span = info_span!("backend.start_probe", backend = %id);
+                let probe = self.probe(span).map(|_, _, _| ());
+                ctx.wait(probe);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Supervised for BackendActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        let cause = self.panic_cause.take().unwrap_or_else(|| "stopped unexpectedly".into());
+        self.services.book.record_restart(KIND, &self.spec.id, &cause);
+        self.retry = None;
+        self.storage = None;
+        self.spec.probe_on_start = true;
+    }
+}
+
+impl Handler<Probe> for BackendActor {
+    type Result = AtomicResponse<Self, Result<(), StorageError>>;
+
+    fn handle(&mut self, msg: Probe, ctx: &mut Context<Self>) -> Self::Result {
+        let span = info_span!(parent: &msg.span, "backend.probe", backend = %self.spec.id);
+        self.begin_probe(ctx);
+        AtomicResponse::new(Box::pin(self.probe(span)))
+    }
+}
+
+impl Handler<CheckCredentials> for BackendActor {
+    type Result = ResponseFuture<Result<Arc<dyn Storage>, StorageError>>;
+
+    fn handle(&mut self, msg: CheckCredentials, _ctx: &mut Context<Self>) -> Self::Result {
+        let span = info_span!(parent: &msg.span, "backend.check_credentials", backend = %self.spec.id);
+        let fut = build_and_probe(
+            self.spec.id.clone(),
+            self.spec.slug.clone(),
+            msg.config,
+            self.services.env.clone(),
+            None,
+            self.services.timing,
+        );
+        Box::pin(
+            async move {
+                match guard_future(fut).await {
+                    Ok((Some(storage), Ok(()))) => Ok(storage),
+                    Ok((_, Err(err))) => Err(err),
+                    Ok((None, Ok(()))) => Err(StorageError::new(ErrorKind::Other, "no driver was built")),
+                    Err(panic) => Err(StorageError::new(ErrorKind::Other, panic)),
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
+
+impl Handler<Adopt> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Adopt, ctx: &mut Context<Self>) {
+        self.spec.config = msg.config;
+        self.storage = Some(msg.storage);
+        self.begin_probe(ctx);
+        self.apply(BackendEvent::ProbeSucceeded, None);
+    }
+}
+
+impl Handler<Disconnect> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Disconnect, ctx: &mut Context<Self>) {
+        self.cancel_retry(ctx);
+        self.apply(BackendEvent::Disconnect, None);
+        self.storage = None;
+        self.apply(BackendEvent::Disconnected, None);
+        self.services.book.remove(KIND, &self.spec.id);
+    }
+}

@@ -1,0 +1,577 @@
+//! The registry actor: the only door for routes. It owns the set of backends
+//! (per org), starts one supervised [`BackendActor`] per backend, stores
+//! configs sealed under the master key, and enforces the rules: names unique
+//! per org, no credential change or delete while a backend is busy, other
+//! orgs' backends invisible.
+
+use crate::backend::{self, Adopt, BackendActor, BackendServices, BackendSpec, CheckCredentials, Disconnect, Probe};
+use crate::book::{iso, ActorBook, ActorHealth};
+use crate::error::RegistryError;
+use crate::guard::guard;
+use crate::state::BackendState;
+use crate::Timing;
+use actix::prelude::*;
+use berth_db::{BackendRow, Db, DbError, MasterKey};
+use berth_storage::catalog::{catalog, Config, Provider};
+use berth_storage::drivers::DriverEnv;
+use chrono::{TimeZone, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tracing::{info_span, Span};
+
+/// The actor kind and id of the registry in the actor book.
+const KIND: &str = "registry";
+
+/// What the registry needs from the service's configuration.
+#[derive(Clone)]
+pub struct RegistrySettings {
+    /// The database.
+    pub db: Db,
+    /// The key sealing stored configs.
+    pub key: Arc<MasterKey>,
+    /// Driver configuration (local roots, ...).
+    pub env: DriverEnv,
+    /// Probe timeout and retry policy.
+    pub timing: Timing,
+    /// The actor book shown at `/api/v1/health/actors`.
+    pub book: ActorBook,
+}
+
+/// What a backend is busy with; a busy backend refuses other changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    Rotating,
+}
+
+struct BackendEntry {
+    row: BackendRow,
+    config: Config,
+    addr: Addr<BackendActor>,
+    busy: Option<Busy>,
+}
+
+/// A backend as the API shows it (config already redacted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendView {
+    /// 16 lowercase hex characters.
+    pub id: String,
+    /// Optional unique name within the org.
+    pub name: Option<String>,
+    /// Provider slug.
+    pub slug: String,
+    /// The provider's backend type.
+    pub backend_type: String,
+    /// The `type` of the connect response (`object_storage`, `backend`, ...).
+    pub response_type: String,
+    /// `<backend_type>:<detail>`.
+    pub server: String,
+    /// The user the backend connects as, if any.
+    pub user: String,
+    /// Free text from the config.
+    pub description: String,
+    /// Lifecycle state name.
+    pub state: String,
+    /// Whether the backend is connected.
+    pub connected: bool,
+    /// The last probe error, if the backend is failing.
+    pub last_error: Option<String>,
+    /// Paths where it is mounted.
+    pub mount_paths: Vec<String>,
+    /// ISO 8601 creation time.
+    pub created_at: String,
+    /// ISO 8601 time of the last test, when known.
+    pub last_used: Option<String>,
+    /// The config with every secret value replaced by `***`.
+    pub config: Config,
+}
+
+/// The outcome of a connection test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOutcome {
+    /// Whether the probe succeeded.
+    pub success: bool,
+    /// What happened.
+    pub message: String,
+}
+
+/// Connect a new backend from a validated config.
+#[derive(Message)]
+#[rtype(result = "Result<BackendView, RegistryError>")]
+pub struct CreateBackend {
+    /// Owning org.
+    pub org: String,
+    /// Provider slug (known to the catalog).
+    pub slug: String,
+    /// Config validated by the catalog.
+    pub config: Config,
+    /// The request span.
+    pub span: Span,
+}
+
+/// List the org's backends.
+#[derive(Message)]
+#[rtype(result = "Vec<BackendView>")]
+pub struct ListBackends {
+    /// The caller's org.
+    pub org: String,
+}
+
+/// One backend of the org.
+#[derive(Message)]
+#[rtype(result = "Result<BackendView, RegistryError>")]
+pub struct GetBackend {
+    /// The caller's org.
+    pub org: String,
+    /// Backend id.
+    pub id: String,
+}
+
+/// Probe a backend now.
+#[derive(Message)]
+#[rtype(result = "Result<TestOutcome, RegistryError>")]
+pub struct TestBackend {
+    /// The caller's org.
+    pub org: String,
+    /// Backend id.
+    pub id: String,
+    /// The request span.
+    pub span: Span,
+}
+
+/// Rotate credentials (the raw PUT body; the registry validates it against the
+/// backend's provider). Answers whether anything changed.
+#[derive(Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct UpdateCredentials {
+    /// The caller's org.
+    pub org: String,
+    /// Backend id.
+    pub id: String,
+    /// The JSON body.
+    pub body: serde_json::Value,
+    /// The request span.
+    pub span: Span,
+}
+
+/// Remove a backend and its stored credentials.
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct DeleteBackend {
+    /// The caller's org.
+    pub org: String,
+    /// Backend id.
+    pub id: String,
+    /// The request span.
+    pub span: Span,
+}
+
+/// The actor book as the org may see it.
+#[derive(Message)]
+#[rtype(result = "Vec<ActorHealth>")]
+pub struct ActorHealthList {
+    /// The caller's org.
+    pub org: String,
+}
+
+/// The registry actor.
+pub struct Registry {
+    settings: RegistrySettings,
+    backends: HashMap<String, BackendEntry>,
+    /// Restored backends whose actors start in `started`.
+    restored: Vec<(BackendRow, Config)>,
+    /// (org, name) pairs held by creates still probing.
+    reserved_names: HashSet<(String, String)>,
+    panic_cause: Option<String>,
+}
+
+fn provider_of(slug: &str) -> Result<&'static Provider, RegistryError> {
+    catalog()
+        .get(slug)
+        .ok_or_else(|| RegistryError::Internal(format!("provider '{slug}' is missing from the catalog")))
+}
+
+fn config_text(config: &Config, key: &str) -> String {
+    config.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string()
+}
+
+fn name_of(config: &Config) -> Option<String> {
+    Some(config_text(config, "name")).filter(|name| !name.is_empty())
+}
+
+fn iso_ms(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms).single().map(iso).unwrap_or_default()
+}
+
+fn db_error(err: DbError) -> RegistryError {
+    match err {
+        DbError::Conflict(message) => RegistryError::Conflict(message),
+        other => {
+            tracing::error!(error = %other, "database error");
+            RegistryError::Internal("Internal server error".to_string())
+        }
+    }
+}
+
+type Reply<T> = ResponseActFuture<Registry, Result<T, RegistryError>>;
+
+fn ready<T: 'static>(result: Result<T, RegistryError>) -> Reply<T> {
+    Box::pin(fut::ready(result))
+}
+
+impl Registry {
+    /// Loads every stored backend and opens its sealed config. Fails when a
+    /// config cannot be opened with `settings.key` (a wrong master key must
+    /// not silently drop backends).
+    pub fn load(settings: RegistrySettings) -> Result<Registry, String> {
+        let rows = settings.db.list_backends().map_err(|e| format!("cannot read backends: {e}"))?;
+        let mut restored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let plain = settings.key.open(&row.sealed_config, row.id.as_bytes()).map_err(|e| {
+                format!("stored backend {} cannot be opened with the master key: {e}", row.id)
+            })?;
+            let config: Config = serde_json::from_slice(&plain)
+                .map_err(|e| format!("stored backend {} has an unreadable config: {e}", row.id))?;
+            restored.push((row, config));
+        }
+        Ok(Registry {
+            settings,
+            backends: HashMap::new(),
+            restored,
+            reserved_names: HashSet::new(),
+            panic_cause: None,
+        })
+    }
+
+    fn services(&self) -> BackendServices {
+        BackendServices {
+            db: self.settings.db.clone(),
+            book: self.settings.book.clone(),
+            env: self.settings.env.clone(),
+            timing: self.settings.timing,
+        }
+    }
+
+    fn start_backend(&self, row: &BackendRow, config: &Config, state: BackendState, probe_on_start: bool) -> Addr<BackendActor> {
+        let spec = BackendSpec {
+            id: row.id.clone(),
+            org: row.org.clone(),
+            slug: row.slug.clone(),
+            config: config.clone(),
+            state,
+            probe_on_start,
+        };
+        let services = self.services();
+        Supervisor::start(move |_| BackendActor::new(spec, services))
+    }
+
+    fn find(&self, org: &str, id: &str) -> Result<&BackendEntry, RegistryError> {
+        self.backends.get(id).filter(|entry| entry.row.org == org).ok_or_else(RegistryError::backend_not_found)
+    }
+
+    fn find_mut(&mut self, org: &str, id: &str) -> Result<&mut BackendEntry, RegistryError> {
+        self.backends.get_mut(id).filter(|entry| entry.row.org == org).ok_or_else(RegistryError::backend_not_found)
+    }
+
+    fn name_taken(&self, org: &str, name: &str) -> bool {
+        self.reserved_names.contains(&(org.to_string(), name.to_string()))
+            || self.backends.values().any(|e| e.row.org == org && e.row.name.as_deref() == Some(name))
+    }
+
+    fn fresh_id(&self) -> String {
+        loop {
+            let id = hex::encode(rand::random::<[u8; 8]>());
+            if !self.backends.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn view(&self, entry: &BackendEntry) -> BackendView {
+        let row = &entry.row;
+        let health = self.settings.book.get(backend::KIND, &row.id);
+        let state = health.as_ref().map_or_else(|| row.state.clone(), |h| h.state.clone());
+        let last_error = health.and_then(|h| h.last_error).filter(|_| state != "connected");
+        let (response_type, config) = match catalog().get(&row.slug) {
+            Some(provider) => (provider.response_type.clone(), provider.redact(&entry.config)),
+            None => (String::new(), Config::new()),
+        };
+        BackendView {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            slug: row.slug.clone(),
+            backend_type: row.backend_type.clone(),
+            response_type,
+            server: row.server.clone(),
+            user: row.user_name.clone(),
+            description: row.description.clone(),
+            connected: state == "connected",
+            state,
+            last_error,
+            mount_paths: Vec::new(),
+            created_at: iso_ms(row.created_at_ms),
+            last_used: row.last_used_ms.map(iso_ms),
+            config,
+        }
+    }
+
+    /// Runs a handler body, turning a panic into a restart of the registry.
+    fn guarded<T>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        body: impl FnOnce(&mut Self, &mut Context<Self>) -> Reply<T>,
+    ) -> Reply<T>
+    where
+        T: 'static,
+    {
+        match guard(|| body(self, ctx)) {
+            Ok(reply) => reply,
+            Err(panic) => {
+                tracing::error!(%panic, "registry panicked; restarting");
+                self.panic_cause = Some(panic);
+                ctx.stop();
+                ready(Err(RegistryError::Internal("Internal server error".to_string())))
+            }
+        }
+    }
+
+    fn create(&mut self, msg: CreateBackend) -> Reply<BackendView> {
+        let provider = match provider_of(&msg.slug) {
+            Ok(provider) => provider,
+            Err(err) => return ready(Err(err)),
+        };
+        let name = name_of(&msg.config);
+        if let Some(name) = &name {
+            if self.name_taken(&msg.org, name) {
+                return ready(Err(RegistryError::Conflict(format!(
+                    "A backend named '{name}' already exists"
+                ))));
+            }
+            self.reserved_names.insert((msg.org.clone(), name.clone()));
+        }
+        let row = BackendRow {
+            id: self.fresh_id(),
+            org: msg.org.clone(),
+            name: name.clone(),
+            slug: provider.slug.clone(),
+            backend_type: provider.backend_type.clone(),
+            server: provider.server(&msg.config),
+            user_name: provider.user(&msg.config),
+            description: config_text(&msg.config, "description"),
+            state: BackendState::Connected.as_str().to_string(),
+            last_error: None,
+            sealed_config: Vec::new(),
+            created_at_ms: Utc::now().timestamp_millis(),
+            last_used_ms: None,
+        };
+        let addr = self.start_backend(&row, &msg.config, BackendState::Connecting { attempt: 0 }, false);
+        let config = msg.config;
+        let probe = addr.send(Probe { span: msg.span });
+        Box::pin(fut::wrap_future::<_, Self>(probe).map(move |outcome, act, _ctx| {
+            if let Some(name) = &name {
+                act.reserved_names.remove(&(row.org.clone(), name.clone()));
+            }
+            let result = match outcome {
+                Ok(Ok(())) => act.store_new(row, config, addr.clone()),
+                Ok(Err(err)) => Err(RegistryError::ProbeFailed(provider.scrub(&config, &err.message))),
+                Err(mailbox) => Err(RegistryError::Internal(format!("backend actor unavailable: {mailbox}"))),
+            };
+            if result.is_err() {
+                addr.do_send(Disconnect);
+            }
+            result
+        }))
+    }
+
+    fn store_new(&mut self, mut row: BackendRow, config: Config, addr: Addr<BackendActor>) -> Result<BackendView, RegistryError> {
+        let plain = serde_json::to_vec(&config).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        row.sealed_config = self.settings.key.seal(&plain, row.id.as_bytes());
+        self.settings.db.insert_backend(&row).map_err(db_error)?;
+        let id = row.id.clone();
+        self.backends.insert(id.clone(), BackendEntry { row, config, addr, busy: None });
+        Ok(self.view(&self.backends[&id]))
+    }
+
+    fn test(&mut self, msg: TestBackend) -> Reply<TestOutcome> {
+        let entry = match self.find(&msg.org, &msg.id) {
+            Ok(entry) => entry,
+            Err(err) => return ready(Err(err)),
+        };
+        let (id, slug, config) = (entry.row.id.clone(), entry.row.slug.clone(), entry.config.clone());
+        let probe = entry.addr.send(Probe { span: msg.span });
+        Box::pin(fut::wrap_future::<_, Self>(probe).map(move |outcome, act, _ctx| {
+            let now = Utc::now().timestamp_millis();
+            if let Some(entry) = act.backends.get_mut(&id) {
+                entry.row.last_used_ms = Some(now);
+                if let Err(err) = act.settings.db.touch_backend(&id, now) {
+                    tracing::error!(backend = %id, error = %err, "could not record last use");
+                }
+            }
+            let scrub = |text: &str| provider_of(&slug).map_or_else(|_| text.to_string(), |p| p.scrub(&config, text));
+            Ok(match outcome {
+                Ok(Ok(())) => TestOutcome { success: true, message: "Connection successful".into() },
+                Ok(Err(err)) => TestOutcome { success: false, message: scrub(&err.message) },
+                Err(mailbox) => TestOutcome { success: false, message: format!("backend actor unavailable: {mailbox}") },
+            })
+        }))
+    }
+
+    fn update(&mut self, msg: UpdateCredentials) -> Reply<bool> {
+        let entry = match self.find_mut(&msg.org, &msg.id) {
+            Ok(entry) => entry,
+            Err(err) => return ready(Err(err)),
+        };
+        if entry.busy.is_some() {
+            return ready(Err(RegistryError::Conflict(
+                "Backend is busy with another credential change; retry later".into(),
+            )));
+        }
+        let provider = match provider_of(&entry.row.slug) {
+            Ok(provider) => provider,
+            Err(err) => return ready(Err(err)),
+        };
+        let update = match provider.validate_credential_update(&msg.body) {
+            Ok(update) => update,
+            Err(err) => return ready(Err(RegistryError::Invalid(err.message))),
+        };
+        let new_config = provider.apply_credentials(&entry.config, &update);
+        if new_config == entry.config {
+            return ready(Ok(false));
+        }
+        entry.busy = Some(Busy::Rotating);
+        let old_config = entry.config.clone();
+        let check = entry.addr.send(CheckCredentials { config: new_config.clone(), span: msg.span });
+        let id = msg.id;
+        Box::pin(fut::wrap_future::<_, Self>(check).map(move |outcome, act, _ctx| {
+            let Some(entry) = act.backends.get_mut(&id) else {
+                return Err(RegistryError::backend_not_found());
+            };
+            entry.busy = None;
+            let storage = match outcome {
+                Ok(Ok(storage)) => storage,
+                Ok(Err(err)) => {
+                    let message = provider.scrub(&old_config, &provider.scrub(&new_config, &err.message));
+                    return Err(RegistryError::CredentialCheckFailed(message));
+                }
+                Err(mailbox) => {
+                    return Err(RegistryError::Internal(format!("backend actor unavailable: {mailbox}")))
+                }
+            };
+            let plain = serde_json::to_vec(&new_config).map_err(|e| RegistryError::Internal(e.to_string()))?;
+            let sealed = act.settings.key.seal(&plain, id.as_bytes());
+            act.settings.db.update_backend_config(&id, &sealed).map_err(db_error)?;
+            entry.config = new_config.clone();
+            entry.row.sealed_config = sealed;
+            entry.addr.do_send(Adopt { config: new_config, storage });
+            Ok(true)
+        }))
+    }
+
+    fn delete(&mut self, msg: DeleteBackend) -> Result<(), RegistryError> {
+        let entry = self.find(&msg.org, &msg.id)?;
+        if entry.busy.is_some() {
+            return Err(RegistryError::Conflict(
+                "Backend is busy with a credential change; retry later".into(),
+            ));
+        }
+        self.settings.db.delete_backend(&msg.id).map_err(db_error)?;
+        if let Some(entry) = self.backends.remove(&msg.id) {
+            entry.addr.do_send(Disconnect);
+        }
+        Ok(())
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        self.settings.book.register(KIND, KIND, None, "running");
+        for (row, config) in std::mem::take(&mut self.restored) {
+            let state = BackendState::from_stored(&row.state);
+            let addr = self.start_backend(&row, &config, state, true);
+            self.backends.insert(row.id.clone(), BackendEntry { row, config, addr, busy: None });
+        }
+    }
+}
+
+impl Supervised for Registry {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        let cause = self.panic_cause.take().unwrap_or_else(|| "stopped unexpectedly".into());
+        self.settings.book.record_restart(KIND, KIND, &cause);
+        // A half-finished create or rotation died with the old context.
+        self.reserved_names.clear();
+        for entry in self.backends.values_mut() {
+            entry.busy = None;
+        }
+    }
+}
+
+impl Handler<CreateBackend> for Registry {
+    type Result = Reply<BackendView>;
+
+    fn handle(&mut self, msg: CreateBackend, ctx: &mut Context<Self>) -> Self::Result {
+        let span = info_span!(parent: &msg.span, "registry.create_backend", provider = %msg.slug);
+        let _entered = span.enter();
+        let msg = CreateBackend { span: span.clone(), ..msg };
+        self.guarded(ctx, |act, _| act.create(msg))
+    }
+}
+
+impl Handler<ListBackends> for Registry {
+    type Result = Vec<BackendView>;
+
+    fn handle(&mut self, msg: ListBackends, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut views: Vec<_> =
+            self.backends.values().filter(|e| e.row.org == msg.org).map(|e| self.view(e)).collect();
+        views.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        views
+    }
+}
+
+impl Handler<GetBackend> for Registry {
+    type Result = Result<BackendView, RegistryError>;
+
+    fn handle(&mut self, msg: GetBackend, _ctx: &mut Context<Self>) -> Self::Result {
+        self.find(&msg.org, &msg.id).map(|entry| self.view(entry))
+    }
+}
+
+impl Handler<TestBackend> for Registry {
+    type Result = Reply<TestOutcome>;
+
+    fn handle(&mut self, msg: TestBackend, ctx: &mut Context<Self>) -> Self::Result {
+        let span = info_span!(parent: &msg.span, "registry.test_backend", backend = %msg.id);
+        let _entered = span.enter();
+        let msg = TestBackend { span: span.clone(), ..msg };
+        self.guarded(ctx, |act, _| act.test(msg))
+    }
+}
+
+impl Handler<UpdateCredentials> for Registry {
+    type Result = Reply<bool>;
+
+    fn handle(&mut self, msg: UpdateCredentials, ctx: &mut Context<Self>) -> Self::Result {
+        let span = info_span!(parent: &msg.span, "registry.update_credentials", backend = %msg.id);
+        let _entered = span.enter();
+        let msg = UpdateCredentials { span: span.clone(), ..msg };
+        self.guarded(ctx, |act, _| act.update(msg))
+    }
+}
+
+impl Handler<DeleteBackend> for Registry {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: DeleteBackend, ctx: &mut Context<Self>) -> Self::Result {
+        let span = info_span!(parent: &msg.span, "registry.delete_backend", backend = %msg.id);
+        let _entered = span.enter();
+        self.guarded(ctx, |act, _| ready(act.delete(msg)))
+    }
+}
+
+impl Handler<ActorHealthList> for Registry {
+    type Result = Vec<ActorHealth>;
+
+    fn handle(&mut self, msg: ActorHealthList, _ctx: &mut Context<Self>) -> Self::Result {
+        self.settings.book.snapshot(&msg.org)
+    }
+}

@@ -1,0 +1,34 @@
+//! diesel schema, kept in step by hand with `migrations/sqlite` and
+//! `migrations/postgres` (both databases share one shape).
+
+diesel::table! {
+    /// Registered storage backends, one row per backend.
+    backends (id) {
+        /// 16 lowercase hex characters.
+        id -> Text,
+        /// Owning organisation.
+        org -> Text,
+        /// Optional name, unique within `org`.
+        name -> Nullable<Text>,
+        /// Provider slug, e.g. `google-cloud-storage`.
+        slug -> Text,
+        /// Human-readable backend type, e.g. `google cloud storage`.
+        backend_type -> Text,
+        /// Server / endpoint shown to users.
+        server -> Text,
+        /// User (account) name shown to users.
+        user_name -> Text,
+        /// Free-form description.
+        description -> Text,
+        /// Lifecycle state of the backend actor.
+        state -> Text,
+        /// Last error message, if any.
+        last_error -> Nullable<Text>,
+        /// `MasterKey::seal` output of the provider config (never plaintext).
+        sealed_config -> Binary,
+        /// Creation time, Unix milliseconds.
+        created_at_ms -> BigInt,
+        /// Last use, Unix milliseconds.
+        last_used_ms -> Nullable<BigInt>,
+    }
+}

@@ -1,0 +1,62 @@
+//! Start-up: data dir, keys, database, actors, HTTP server.
+
+use crate::auth::JwtKey;
+use crate::config::Settings;
+use crate::{create_app, AppState};
+use actix::Supervisor;
+use actix_web::HttpServer;
+use berth_actors::{ActorBook, Registry, RegistrySettings, Timing};
+use berth_db::{Db, MasterKey};
+use berth_storage::drivers::DriverEnv;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn ensure_dir(path: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Opens the database and runs its migrations.
+pub fn open_db(settings: &Settings) -> Result<Db, String> {
+    ensure_dir(&settings.data_dir)?;
+    Db::connect(&settings.database_url).map_err(|e| format!("database: {e}"))
+}
+
+/// The signing key for API tokens.
+pub fn jwt_key(settings: &Settings) -> Result<JwtKey, String> {
+    JwtKey::load(settings.jwt_secret.as_deref(), &settings.jwt_secret_file())
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn serve(settings: Settings) -> Result<(), String> {
+    let db = open_db(&settings)?;
+    ensure_dir(&settings.mount_root)?;
+    let local_roots = settings.local_roots.iter().map(|root| ensure_dir(root)).collect::<Result<_, _>>()?;
+    let key = MasterKey::load_or_create(&settings.master_key_file)
+        .map_err(|e| format!("master key {}: {e}", settings.master_key_file.display()))?;
+    let jwt = jwt_key(&settings)?;
+    let registry = Registry::load(RegistrySettings {
+        db,
+        key: Arc::new(key),
+        env: DriverEnv { local_roots },
+        timing: Timing {
+            probe_timeout: settings.probe_timeout,
+            retry_base: settings.retry_base,
+            retry_max: settings.retry_max,
+        },
+        book: ActorBook::default(),
+    })?;
+    let registry = Supervisor::start(move |_| registry);
+    let state = AppState { registry };
+    let server = HttpServer::new(move || create_app(state.clone(), jwt.clone()))
+        .bind(&settings.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    for addr in server.addrs() {
+        // Scripts and tests read this line to find the port.
+        println!("berth listening on http://{addr}");
+    }
+    tracing::info!(listen = ?server.addrs(), data_dir = %settings.data_dir.display(), "berth started");
+    server.run().await.map_err(|e| format!("server failed: {e}"))?;
+    tracing::info!("berth stopped");
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! API tests through real HTTP against the real `berth` binary.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod backends;
+mod persistence;
+mod providers;
+mod telemetry;
