@@ -63,7 +63,10 @@ impl Principal {
         if self.scopes.iter().any(|s| s == scope.name()) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("token lacks the '{}' scope", scope.name())))
+            Err(ApiError::Forbidden(format!(
+                "token lacks the '{}' scope",
+                scope.name()
+            )))
         }
     }
 }
@@ -86,7 +89,9 @@ struct Claims {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl JwtKey {
@@ -121,8 +126,16 @@ impl JwtKey {
     /// Mints a token for `org` with `scopes`, valid for `ttl`.
     pub fn mint(&self, org: &str, scopes: &str, ttl: Duration) -> String {
         let now = now_secs();
-        let header = Header { alg: "HS256".into(), typ: Some("JWT".into()) };
-        let claims = Claims { org: org.into(), scope: scopes.into(), exp: now + ttl.as_secs(), iat: Some(now) };
+        let header = Header {
+            alg: "HS256".into(),
+            typ: Some("JWT".into()),
+        };
+        let claims = Claims {
+            org: org.into(),
+            scope: scopes.into(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+        };
         let signing_input = format!("{}.{}", encode_part(&header), encode_part(&claims));
         let mut mac = self.mac();
         mac.update(signing_input.as_bytes());
@@ -139,14 +152,23 @@ impl JwtKey {
         else {
             return Err("malformed token".into());
         };
-        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| "malformed token".to_string());
-        let header: Header = serde_json::from_slice(&decode(header)?).map_err(|_| "malformed token header")?;
+        let decode = |part: &str| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| "malformed token".to_string())
+        };
+        let header: Header =
+            serde_json::from_slice(&decode(header)?).map_err(|_| "malformed token header")?;
         if header.alg != "HS256" {
-            return Err(format!("token algorithm '{}' is not accepted (HS256 only)", header.alg));
+            return Err(format!(
+                "token algorithm '{}' is not accepted (HS256 only)",
+                header.alg
+            ));
         }
         let mut mac = self.mac();
         mac.update(token[..token.len() - signature.len() - 1].as_bytes());
-        mac.verify_slice(&decode(signature)?).map_err(|_| "invalid token signature")?;
+        mac.verify_slice(&decode(signature)?)
+            .map_err(|_| "invalid token signature")?;
         let claims: Claims = serde_json::from_slice(&decode(payload)?)
             .map_err(|e| format!("invalid token claims: {e}"))?;
         if claims.exp <= now_secs() {
@@ -155,7 +177,14 @@ impl JwtKey {
         if claims.org.trim().is_empty() {
             return Err("token has an empty 'org' claim".into());
         }
-        Ok(Principal { org: claims.org, scopes: claims.scope.split_whitespace().map(str::to_string).collect() })
+        Ok(Principal {
+            org: claims.org,
+            scopes: claims
+                .scope
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        })
     }
 }
 
@@ -170,7 +199,11 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }
@@ -183,7 +216,10 @@ impl FromRequest for Principal {
         let Some(key) = req.app_data::<web::Data<JwtKey>>() else {
             return ready(Err(ApiError::Internal("JWT key missing".into())));
         };
-        let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        let header = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         let result = match header.and_then(|h| h.strip_prefix("Bearer ")) {
             None => Err(ApiError::Unauthorized("missing bearer token".into())),
             Some(token) => key.verify(token.trim()).map_err(ApiError::Unauthorized),
@@ -195,16 +231,24 @@ impl FromRequest for Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::ResponseError;
 
     fn key() -> JwtKey {
         JwtKey::new(b"test-secret")
     }
 
     fn forge(header: &str, claims: &str, secret: &[u8]) -> String {
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
         let mut mac = HmacSha256::new_from_slice(secret).unwrap();
         mac.update(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
     }
 
     #[test]
@@ -220,15 +264,35 @@ mod tests {
         let exp = now_secs() + 60;
         let claims = format!(r#"{{"org":"acme","scope":"read","exp":{exp}}}"#);
         assert!(key().verify("a.b").is_err());
-        assert!(key().verify(&forge(r#"{"alg":"HS256"}"#, &claims, b"other")).unwrap_err().contains("signature"));
-        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(&claims));
+        assert!(key()
+            .verify(&forge(r#"{"alg":"HS256"}"#, &claims, b"other"))
+            .unwrap_err()
+            .contains("signature"));
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(&claims)
+        );
         assert!(key().verify(&none).unwrap_err().contains("none"));
         let expired = format!(r#"{{"org":"acme","exp":{}}}"#, now_secs() - 1);
-        assert_eq!(key().verify(&forge(r#"{"alg":"HS256"}"#, &expired, b"test-secret")).unwrap_err(), "token expired");
+        assert_eq!(
+            key()
+                .verify(&forge(r#"{"alg":"HS256"}"#, &expired, b"test-secret"))
+                .unwrap_err(),
+            "token expired"
+        );
         let no_exp = r#"{"org":"acme","scope":"read"}"#;
-        assert!(key().verify(&forge(r#"{"alg":"HS256"}"#, no_exp, b"test-secret")).unwrap_err().contains("exp"));
-        let ok = key().verify(&forge(r#"{"alg":"HS256"}"#, &claims, b"test-secret")).unwrap();
-        assert_eq!(ok.require(Scope::Write).unwrap_err().status(), actix_web::http::StatusCode::FORBIDDEN);
+        assert!(key()
+            .verify(&forge(r#"{"alg":"HS256"}"#, no_exp, b"test-secret"))
+            .unwrap_err()
+            .contains("exp"));
+        let ok = key()
+            .verify(&forge(r#"{"alg":"HS256"}"#, &claims, b"test-secret"))
+            .unwrap();
+        assert_eq!(
+            ok.require(Scope::Write).unwrap_err().status_code(),
+            actix_web::http::StatusCode::FORBIDDEN
+        );
     }
 
     #[test]

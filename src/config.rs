@@ -68,7 +68,14 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database", &if self.database_url.starts_with("postgres") { "postgres" } else { "sqlite" })
+            .field(
+                "database",
+                &if self.database_url.starts_with("postgres") {
+                    "postgres"
+                } else {
+                    "sqlite"
+                },
+            )
             .field("mount_root", &self.mount_root)
             .field("local_roots", &self.local_roots)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
@@ -86,7 +93,17 @@ fn merge(base: &mut Layer, top: Layer) {
     macro_rules! take {
         ($($field:ident),*) => { $( if top.$field.is_some() { base.$field = top.$field; } )* };
     }
-    take!(listen, data_dir, database_url, mount_root, local_roots, jwt_secret, master_key_file, otlp_endpoint, log);
+    take!(
+        listen,
+        data_dir,
+        database_url,
+        mount_root,
+        local_roots,
+        jwt_secret,
+        master_key_file,
+        otlp_endpoint,
+        log
+    );
     if let Some(top) = top.backends {
         let backends = base.backends.get_or_insert_with(BackendsLayer::default);
         if top.probe_timeout.is_some() {
@@ -136,10 +153,14 @@ impl Settings {
     }
 
     /// Like [`Settings::load`], reading variables through `env` (for tests).
-    pub fn load_with(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, String> {
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, String> {
         let mut layer = parse_layer(DEFAULTS, "config/default.toml")?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             merge(&mut layer, parse_layer(&text, &path.display().to_string())?);
         }
         merge(&mut layer, env_layer(env));
@@ -150,13 +171,18 @@ impl Settings {
         let data_dir = PathBuf::from(non_empty(layer.data_dir).unwrap_or_else(|| "./data".into()));
         let database_url = non_empty(layer.database_url)
             .unwrap_or_else(|| data_dir.join("berth.db").display().to_string());
-        let mount_root = non_empty(layer.mount_root).map_or_else(|| data_dir.join("mounts"), PathBuf::from);
+        let mount_root =
+            non_empty(layer.mount_root).map_or_else(|| data_dir.join("mounts"), PathBuf::from);
         let local_roots = match non_empty(layer.local_roots) {
-            Some(list) => list.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
+            Some(list) => list
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
             None => vec![data_dir.join("local")],
         };
-        let master_key_file =
-            non_empty(layer.master_key_file).map_or_else(|| data_dir.join("master.key"), PathBuf::from);
+        let master_key_file = non_empty(layer.master_key_file)
+            .map_or_else(|| data_dir.join("master.key"), PathBuf::from);
         let backends = layer.backends.unwrap_or_default();
         Ok(Settings {
             listen: non_empty(layer.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
@@ -186,7 +212,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(file: Option<&Path>, vars: &[(&str, &str)]) -> Result<Settings, String> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::load_with(file, &|key| vars.get(key).cloned())
     }
 
@@ -207,11 +236,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("berth.toml");
         std::fs::write(&file, "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/berth\"\n[backends]\nretry_max = \"1m\"\n").unwrap();
-        let s = load(Some(&file), &[("BERTH_LISTEN", "127.0.0.1:7000"), ("BERTH_LOCAL_ROOTS", "/a:/b")]).unwrap();
+        let s = load(
+            Some(&file),
+            &[
+                ("BERTH_LISTEN", "127.0.0.1:7000"),
+                ("BERTH_LOCAL_ROOTS", "/a:/b"),
+            ],
+        )
+        .unwrap();
         assert_eq!(s.listen, "127.0.0.1:7000");
         assert_eq!(s.data_dir, PathBuf::from("/srv/berth"));
         assert_eq!(s.mount_root, PathBuf::from("/srv/berth/mounts"));
-        assert_eq!(s.local_roots, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(
+            s.local_roots,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
         assert_eq!(s.retry_max, Duration::from_secs(60));
     }
 

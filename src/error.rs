@@ -70,7 +70,9 @@ impl From<RegistryError> for ApiError {
         let message = err.to_string();
         match err {
             RegistryError::NotFound(_) => ApiError::NotFound(message),
-            RegistryError::Invalid(_) | RegistryError::ProbeFailed(_) => ApiError::BadRequest(message),
+            RegistryError::Invalid(_) | RegistryError::ProbeFailed(_) => {
+                ApiError::BadRequest(message)
+            }
             RegistryError::CredentialCheckFailed(_) => ApiError::Unprocessable(message),
             RegistryError::Conflict(_) => ApiError::Conflict(message),
             RegistryError::Internal(_) => ApiError::Internal(message),

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "Actor-based mount orchestration service")]
+#[command(
+    name = "berth",
+    version,
+    about = "Actor-based mount orchestration service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let _telemetry = telemetry::init(&settings.log, settings.otlp_endpoint.as_deref())?;
             actix_web::rt::System::new().block_on(serve::serve(settings))
         }
-        Command::Token { org, scope, ttl, config } => {
+        Command::Token {
+            org,
+            scope,
+            ttl,
+            config,
+        } => {
             if org.trim().is_empty() {
                 return Err("--org must not be empty".into());
             }

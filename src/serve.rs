@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 fn ensure_dir(path: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))
+    path.canonicalize()
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Opens the database and runs its migrations.
@@ -31,7 +32,11 @@ pub fn jwt_key(settings: &Settings) -> Result<JwtKey, String> {
 pub async fn serve(settings: Settings) -> Result<(), String> {
     let db = open_db(&settings)?;
     ensure_dir(&settings.mount_root)?;
-    let local_roots = settings.local_roots.iter().map(|root| ensure_dir(root)).collect::<Result<_, _>>()?;
+    let local_roots = settings
+        .local_roots
+        .iter()
+        .map(|root| ensure_dir(root))
+        .collect::<Result<_, _>>()?;
     let key = MasterKey::load_or_create(&settings.master_key_file)
         .map_err(|e| format!("master key {}: {e}", settings.master_key_file.display()))?;
     let jwt = jwt_key(&settings)?;
@@ -56,7 +61,10 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         println!("berth listening on http://{addr}");
     }
     tracing::info!(listen = ?server.addrs(), data_dir = %settings.data_dir.display(), "berth started");
-    server.run().await.map_err(|e| format!("server failed: {e}"))?;
+    server
+        .run()
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("berth stopped");
     Ok(())
 }

@@ -36,8 +36,11 @@ fn traces_url(endpoint: &str) -> String {
 
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(filter: &str, otlp_endpoint: Option<&str>) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter '{filter}': {e}"))?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let filter =
+        EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter '{filter}': {e}"))?;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
     let provider = match otlp_endpoint {
         Some(endpoint) => {
             let exporter = SpanExporter::builder()
@@ -54,7 +57,9 @@ pub fn init(filter: &str, otlp_endpoint: Option<&str>) -> Result<Telemetry, Stri
         }
         None => None,
     };
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("berth")));
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("berth")));
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -70,8 +75,14 @@ mod tests {
 
     #[test]
     fn appends_the_traces_path_once() {
-        assert_eq!(traces_url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
-        assert_eq!(traces_url("http://127.0.0.1:4318/"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(
+            traces_url("http://127.0.0.1:4318"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("http://127.0.0.1:4318/"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
         assert_eq!(traces_url("http://x/v1/traces"), "http://x/v1/traces");
     }
 }

@@ -116,7 +116,10 @@ async fn build_and_probe(
             None,
             Err(StorageError::new(
                 ErrorKind::Transient,
-                format!("the remote did not answer within {}s", timing.probe_timeout.as_secs()),
+                format!(
+                    "the remote did not answer within {}s",
+                    timing.probe_timeout.as_secs()
+                ),
             )),
         ),
     }
@@ -125,17 +128,27 @@ async fn build_and_probe(
 impl BackendActor {
     /// Creates the actor (start it under a `Supervisor`).
     pub fn new(spec: BackendSpec, services: BackendServices) -> Self {
-        BackendActor { spec, services, storage: None, retry: None, panic_cause: None }
+        BackendActor {
+            spec,
+            services,
+            storage: None,
+            retry: None,
+            panic_cause: None,
+        }
     }
 
     fn apply(&mut self, event: BackendEvent, error: Option<&str>) {
         match transition(self.spec.state, event) {
             Ok(next) => {
                 self.spec.state = next;
-                self.services.book.set_state(KIND, &self.spec.id, next.as_str(), error);
+                self.services
+                    .book
+                    .set_state(KIND, &self.spec.id, next.as_str(), error);
                 if next != BackendState::Gone {
                     if let Err(err) =
-                        self.services.db.update_backend_state(&self.spec.id, next.as_str(), error)
+                        self.services
+                            .db
+                            .update_backend_state(&self.spec.id, next.as_str(), error)
                     {
                         tracing::error!(backend = %self.spec.id, error = %err, "could not persist backend state");
                     }
@@ -183,9 +196,7 @@ impl BackendActor {
         let (storage, probed) = match outcome {
             Ok(done) => done,
             Err(panic) => {
-                tracing::error!(backend = %self.spec.id, %panic, "backend actor panicked; restarting");
-                self.panic_cause = Some(panic);
-                ctx.stop();
+                self.contain_panic(panic, ctx);
                 return Err(StorageError::new(
                     ErrorKind::Other,
                     "internal error while probing; the backend actor was restarted",
@@ -205,8 +216,17 @@ impl BackendActor {
         probed
     }
 
+    /// Records a caught panic and stops, so the supervisor restarts the actor.
+    fn contain_panic(&mut self, panic: String, ctx: &mut Context<Self>) {
+        tracing::error!(backend = %self.spec.id, %panic, "backend actor panicked; restarting");
+        self.panic_cause = Some(panic);
+        ctx.stop();
+    }
+
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
-        let BackendState::Failed { attempt } = self.spec.state else { return };
+        let BackendState::Failed { attempt } = self.spec.state else {
+            return;
+        };
         let timing = self.services.timing;
         let delay = backoff(attempt, timing.retry_base, timing.retry_max);
         self.retry = Some(ctx.run_later(delay, |act, ctx| {
@@ -224,7 +244,9 @@ impl Actor for BackendActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let id = self.spec.id.clone();
-        self.services.book.register(KIND, &id, Some(&self.spec.org), self.spec.state.as_str());
+        self.services
+            .book
+            .register(KIND, &id, Some(&self.spec.org), self.spec.state.as_str());
         match self.spec.state {
             BackendState::Gone => ctx.stop(),
             BackendState::Failed { .. } => self.schedule_retry(ctx),
@@ -241,8 +263,13 @@ impl Actor for BackendActor {
 
 impl Supervised for BackendActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        let cause = self.panic_cause.take().unwrap_or_else(|| "stopped unexpectedly".into());
-        self.services.book.record_restart(KIND, &self.spec.id, &cause);
+        let cause = self
+            .panic_cause
+            .take()
+            .unwrap_or_else(|| "stopped unexpectedly".into());
+        self.services
+            .book
+            .record_restart(KIND, &self.spec.id, &cause);
         self.retry = None;
         self.storage = None;
         self.spec.probe_on_start = true;
@@ -263,7 +290,8 @@ impl Handler<CheckCredentials> for BackendActor {
     type Result = ResponseFuture<Result<Arc<dyn Storage>, StorageError>>;
 
     fn handle(&mut self, msg: CheckCredentials, _ctx: &mut Context<Self>) -> Self::Result {
-        let span = info_span!(parent: &msg.span, "backend.check_credentials", backend = %self.spec.id);
+        let span =
+            info_span!(parent: &msg.span, "backend.check_credentials", backend = %self.spec.id);
         let fut = build_and_probe(
             self.spec.id.clone(),
             self.spec.slug.clone(),
@@ -277,7 +305,9 @@ impl Handler<CheckCredentials> for BackendActor {
                 match guard_future(fut).await {
                     Ok((Some(storage), Ok(()))) => Ok(storage),
                     Ok((_, Err(err))) => Err(err),
-                    Ok((None, Ok(()))) => Err(StorageError::new(ErrorKind::Other, "no driver was built")),
+                    Ok((None, Ok(()))) => {
+                        Err(StorageError::new(ErrorKind::Other, "no driver was built"))
+                    }
                     Err(panic) => Err(StorageError::new(ErrorKind::Other, panic)),
                 }
             }
@@ -306,5 +336,22 @@ impl Handler<Disconnect> for BackendActor {
         self.storage = None;
         self.apply(BackendEvent::Disconnected, None);
         self.services.book.remove(KIND, &self.spec.id);
+    }
+}
+
+/// Test-only: panics inside a guarded handler.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+#[cfg(test)]
+impl Handler<Crash> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Crash, ctx: &mut Context<Self>) {
+        if let Err(panic) = crate::guard::guard(|| panic!("injected")) {
+            self.contain_panic(panic, ctx);
+        }
     }
 }

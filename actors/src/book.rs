@@ -49,7 +49,9 @@ impl ActorBook {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, String), ActorHealth>> {
         // A panic while holding this lock cannot leave it inconsistent (every
         // write is a single insert), so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers an actor in `state`. A restarted actor registers again and
@@ -104,7 +106,9 @@ impl ActorBook {
 
     /// One actor's line.
     pub fn get(&self, kind: &str, id: &str) -> Option<ActorHealth> {
-        self.lock().get(&(kind.to_string(), id.to_string())).cloned()
+        self.lock()
+            .get(&(kind.to_string(), id.to_string()))
+            .cloned()
     }
 
     /// Every actor visible to `org`: its own resources and the shared

@@ -27,7 +27,10 @@ pub fn guard<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 
 /// Awaits `fut`, turning a panic into `Err(message)`.
 pub async fn guard_future<R>(fut: impl Future<Output = R>) -> Result<R, String> {
-    AssertUnwindSafe(fut).catch_unwind().await.map_err(|payload| panic_message(payload.as_ref()))
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|payload| panic_message(payload.as_ref()))
 }
 
 #[cfg(test)]
@@ -37,7 +40,10 @@ mod tests {
     #[test]
     fn catches_panics_with_their_message() {
         assert_eq!(guard(|| 5), Ok(5));
-        assert_eq!(guard(|| -> i32 { panic!("boom") }), Err("panic: boom".to_string()));
+        assert_eq!(
+            guard(|| -> i32 { panic!("boom") }),
+            Err("panic: boom".to_string())
+        );
     }
 
     #[tokio::test]

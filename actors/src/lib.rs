@@ -7,10 +7,12 @@ mod error;
 mod guard;
 pub mod registry;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 pub use book::{ActorBook, ActorHealth};
 pub use error::RegistryError;
-pub use registry::{BackendView, Registry, RegistrySettings};
+pub use registry::{BackendView, Registry, RegistrySettings, TestOutcome};
 
 use std::time::Duration;
 

@@ -4,7 +4,9 @@
 //! per org, no credential change or delete while a backend is busy, other
 //! orgs' backends invisible.
 
-use crate::backend::{self, Adopt, BackendActor, BackendServices, BackendSpec, CheckCredentials, Disconnect, Probe};
+use crate::backend::{
+    self, Adopt, BackendActor, BackendServices, BackendSpec, CheckCredentials, Disconnect, Probe,
+};
 use crate::book::{iso, ActorBook, ActorHealth};
 use crate::error::RegistryError;
 use crate::guard::guard;
@@ -185,13 +187,17 @@ pub struct Registry {
 }
 
 fn provider_of(slug: &str) -> Result<&'static Provider, RegistryError> {
-    catalog()
-        .get(slug)
-        .ok_or_else(|| RegistryError::Internal(format!("provider '{slug}' is missing from the catalog")))
+    catalog().get(slug).ok_or_else(|| {
+        RegistryError::Internal(format!("provider '{slug}' is missing from the catalog"))
+    })
 }
 
 fn config_text(config: &Config, key: &str) -> String {
-    config.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string()
+    config
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn name_of(config: &Config) -> Option<String> {
@@ -199,7 +205,10 @@ fn name_of(config: &Config) -> Option<String> {
 }
 
 fn iso_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map(iso).unwrap_or_default()
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(iso)
+        .unwrap_or_default()
 }
 
 fn db_error(err: DbError) -> RegistryError {
@@ -223,12 +232,21 @@ impl Registry {
     /// config cannot be opened with `settings.key` (a wrong master key must
     /// not silently drop backends).
     pub fn load(settings: RegistrySettings) -> Result<Registry, String> {
-        let rows = settings.db.list_backends().map_err(|e| format!("cannot read backends: {e}"))?;
+        let rows = settings
+            .db
+            .list_backends()
+            .map_err(|e| format!("cannot read backends: {e}"))?;
         let mut restored = Vec::with_capacity(rows.len());
         for row in rows {
-            let plain = settings.key.open(&row.sealed_config, row.id.as_bytes()).map_err(|e| {
-                format!("stored backend {} cannot be opened with the master key: {e}", row.id)
-            })?;
+            let plain = settings
+                .key
+                .open(&row.sealed_config, row.id.as_bytes())
+                .map_err(|e| {
+                    format!(
+                        "stored backend {} cannot be opened with the master key: {e}",
+                        row.id
+                    )
+                })?;
             let config: Config = serde_json::from_slice(&plain)
                 .map_err(|e| format!("stored backend {} has an unreadable config: {e}", row.id))?;
             restored.push((row, config));
@@ -251,7 +269,13 @@ impl Registry {
         }
     }
 
-    fn start_backend(&self, row: &BackendRow, config: &Config, state: BackendState, probe_on_start: bool) -> Addr<BackendActor> {
+    fn start_backend(
+        &self,
+        row: &BackendRow,
+        config: &Config,
+        state: BackendState,
+        probe_on_start: bool,
+    ) -> Addr<BackendActor> {
         let spec = BackendSpec {
             id: row.id.clone(),
             org: row.org.clone(),
@@ -265,16 +289,26 @@ impl Registry {
     }
 
     fn find(&self, org: &str, id: &str) -> Result<&BackendEntry, RegistryError> {
-        self.backends.get(id).filter(|entry| entry.row.org == org).ok_or_else(RegistryError::backend_not_found)
+        self.backends
+            .get(id)
+            .filter(|entry| entry.row.org == org)
+            .ok_or_else(RegistryError::backend_not_found)
     }
 
     fn find_mut(&mut self, org: &str, id: &str) -> Result<&mut BackendEntry, RegistryError> {
-        self.backends.get_mut(id).filter(|entry| entry.row.org == org).ok_or_else(RegistryError::backend_not_found)
+        self.backends
+            .get_mut(id)
+            .filter(|entry| entry.row.org == org)
+            .ok_or_else(RegistryError::backend_not_found)
     }
 
     fn name_taken(&self, org: &str, name: &str) -> bool {
-        self.reserved_names.contains(&(org.to_string(), name.to_string()))
-            || self.backends.values().any(|e| e.row.org == org && e.row.name.as_deref() == Some(name))
+        self.reserved_names
+            .contains(&(org.to_string(), name.to_string()))
+            || self
+                .backends
+                .values()
+                .any(|e| e.row.org == org && e.row.name.as_deref() == Some(name))
     }
 
     fn fresh_id(&self) -> String {
@@ -289,10 +323,17 @@ impl Registry {
     fn view(&self, entry: &BackendEntry) -> BackendView {
         let row = &entry.row;
         let health = self.settings.book.get(backend::KIND, &row.id);
-        let state = health.as_ref().map_or_else(|| row.state.clone(), |h| h.state.clone());
-        let last_error = health.and_then(|h| h.last_error).filter(|_| state != "connected");
+        let state = health
+            .as_ref()
+            .map_or_else(|| row.state.clone(), |h| h.state.clone());
+        let last_error = health
+            .and_then(|h| h.last_error)
+            .filter(|_| state != "connected");
         let (response_type, config) = match catalog().get(&row.slug) {
-            Some(provider) => (provider.response_type.clone(), provider.redact(&entry.config)),
+            Some(provider) => (
+                provider.response_type.clone(),
+                provider.redact(&entry.config),
+            ),
             None => (String::new(), Config::new()),
         };
         BackendView {
@@ -328,8 +369,12 @@ impl Registry {
             Err(panic) => {
                 tracing::error!(%panic, "registry panicked; restarting");
                 self.panic_cause = Some(panic);
-                ctx.stop();
-                ready(Err(RegistryError::Internal("Internal server error".to_string())))
+                // Stop only once the error is answered: stopping first would
+                // drop the reply and leave the caller a closed mailbox.
+                Box::pin(fut::ready(()).map(|(), _act, ctx: &mut Context<Self>| {
+                    ctx.stop();
+                    Err(RegistryError::Internal("Internal server error".to_string()))
+                }))
             }
         }
     }
@@ -363,31 +408,56 @@ impl Registry {
             created_at_ms: Utc::now().timestamp_millis(),
             last_used_ms: None,
         };
-        let addr = self.start_backend(&row, &msg.config, BackendState::Connecting { attempt: 0 }, false);
+        let addr = self.start_backend(
+            &row,
+            &msg.config,
+            BackendState::Connecting { attempt: 0 },
+            false,
+        );
         let config = msg.config;
         let probe = addr.send(Probe { span: msg.span });
-        Box::pin(fut::wrap_future::<_, Self>(probe).map(move |outcome, act, _ctx| {
-            if let Some(name) = &name {
-                act.reserved_names.remove(&(row.org.clone(), name.clone()));
-            }
-            let result = match outcome {
-                Ok(Ok(())) => act.store_new(row, config, addr.clone()),
-                Ok(Err(err)) => Err(RegistryError::ProbeFailed(provider.scrub(&config, &err.message))),
-                Err(mailbox) => Err(RegistryError::Internal(format!("backend actor unavailable: {mailbox}"))),
-            };
-            if result.is_err() {
-                addr.do_send(Disconnect);
-            }
-            result
-        }))
+        Box::pin(
+            fut::wrap_future::<_, Self>(probe).map(move |outcome, act, _ctx| {
+                if let Some(name) = &name {
+                    act.reserved_names.remove(&(row.org.clone(), name.clone()));
+                }
+                let result = match outcome {
+                    Ok(Ok(())) => act.store_new(row, config, addr.clone()),
+                    Ok(Err(err)) => Err(RegistryError::ProbeFailed(
+                        provider.scrub(&config, &err.message),
+                    )),
+                    Err(mailbox) => Err(RegistryError::Internal(format!(
+                        "backend actor unavailable: {mailbox}"
+                    ))),
+                };
+                if result.is_err() {
+                    addr.do_send(Disconnect);
+                }
+                result
+            }),
+        )
     }
 
-    fn store_new(&mut self, mut row: BackendRow, config: Config, addr: Addr<BackendActor>) -> Result<BackendView, RegistryError> {
-        let plain = serde_json::to_vec(&config).map_err(|e| RegistryError::Internal(e.to_string()))?;
+    fn store_new(
+        &mut self,
+        mut row: BackendRow,
+        config: Config,
+        addr: Addr<BackendActor>,
+    ) -> Result<BackendView, RegistryError> {
+        let plain =
+            serde_json::to_vec(&config).map_err(|e| RegistryError::Internal(e.to_string()))?;
         row.sealed_config = self.settings.key.seal(&plain, row.id.as_bytes());
         self.settings.db.insert_backend(&row).map_err(db_error)?;
         let id = row.id.clone();
-        self.backends.insert(id.clone(), BackendEntry { row, config, addr, busy: None });
+        self.backends.insert(
+            id.clone(),
+            BackendEntry {
+                row,
+                config,
+                addr,
+                busy: None,
+            },
+        );
         Ok(self.view(&self.backends[&id]))
     }
 
@@ -396,23 +466,40 @@ impl Registry {
             Ok(entry) => entry,
             Err(err) => return ready(Err(err)),
         };
-        let (id, slug, config) = (entry.row.id.clone(), entry.row.slug.clone(), entry.config.clone());
+        let (id, slug, config) = (
+            entry.row.id.clone(),
+            entry.row.slug.clone(),
+            entry.config.clone(),
+        );
         let probe = entry.addr.send(Probe { span: msg.span });
-        Box::pin(fut::wrap_future::<_, Self>(probe).map(move |outcome, act, _ctx| {
-            let now = Utc::now().timestamp_millis();
-            if let Some(entry) = act.backends.get_mut(&id) {
-                entry.row.last_used_ms = Some(now);
-                if let Err(err) = act.settings.db.touch_backend(&id, now) {
-                    tracing::error!(backend = %id, error = %err, "could not record last use");
+        Box::pin(
+            fut::wrap_future::<_, Self>(probe).map(move |outcome, act, _ctx| {
+                let now = Utc::now().timestamp_millis();
+                if let Some(entry) = act.backends.get_mut(&id) {
+                    entry.row.last_used_ms = Some(now);
+                    if let Err(err) = act.settings.db.touch_backend(&id, now) {
+                        tracing::error!(backend = %id, error = %err, "could not record last use");
+                    }
                 }
-            }
-            let scrub = |text: &str| provider_of(&slug).map_or_else(|_| text.to_string(), |p| p.scrub(&config, text));
-            Ok(match outcome {
-                Ok(Ok(())) => TestOutcome { success: true, message: "Connection successful".into() },
-                Ok(Err(err)) => TestOutcome { success: false, message: scrub(&err.message) },
-                Err(mailbox) => TestOutcome { success: false, message: format!("backend actor unavailable: {mailbox}") },
-            })
-        }))
+                let scrub = |text: &str| {
+                    provider_of(&slug).map_or_else(|_| text.to_string(), |p| p.scrub(&config, text))
+                };
+                Ok(match outcome {
+                    Ok(Ok(())) => TestOutcome {
+                        success: true,
+                        message: "Connection successful".into(),
+                    },
+                    Ok(Err(err)) => TestOutcome {
+                        success: false,
+                        message: scrub(&err.message),
+                    },
+                    Err(mailbox) => TestOutcome {
+                        success: false,
+                        message: format!("backend actor unavailable: {mailbox}"),
+                    },
+                })
+            }),
+        )
     }
 
     fn update(&mut self, msg: UpdateCredentials) -> Reply<bool> {
@@ -439,31 +526,46 @@ impl Registry {
         }
         entry.busy = Some(Busy::Rotating);
         let old_config = entry.config.clone();
-        let check = entry.addr.send(CheckCredentials { config: new_config.clone(), span: msg.span });
+        let check = entry.addr.send(CheckCredentials {
+            config: new_config.clone(),
+            span: msg.span,
+        });
         let id = msg.id;
-        Box::pin(fut::wrap_future::<_, Self>(check).map(move |outcome, act, _ctx| {
-            let Some(entry) = act.backends.get_mut(&id) else {
-                return Err(RegistryError::backend_not_found());
-            };
-            entry.busy = None;
-            let storage = match outcome {
-                Ok(Ok(storage)) => storage,
-                Ok(Err(err)) => {
-                    let message = provider.scrub(&old_config, &provider.scrub(&new_config, &err.message));
-                    return Err(RegistryError::CredentialCheckFailed(message));
-                }
-                Err(mailbox) => {
-                    return Err(RegistryError::Internal(format!("backend actor unavailable: {mailbox}")))
-                }
-            };
-            let plain = serde_json::to_vec(&new_config).map_err(|e| RegistryError::Internal(e.to_string()))?;
-            let sealed = act.settings.key.seal(&plain, id.as_bytes());
-            act.settings.db.update_backend_config(&id, &sealed).map_err(db_error)?;
-            entry.config = new_config.clone();
-            entry.row.sealed_config = sealed;
-            entry.addr.do_send(Adopt { config: new_config, storage });
-            Ok(true)
-        }))
+        Box::pin(
+            fut::wrap_future::<_, Self>(check).map(move |outcome, act, _ctx| {
+                let Some(entry) = act.backends.get_mut(&id) else {
+                    return Err(RegistryError::backend_not_found());
+                };
+                entry.busy = None;
+                let storage = match outcome {
+                    Ok(Ok(storage)) => storage,
+                    Ok(Err(err)) => {
+                        let message =
+                            provider.scrub(&old_config, &provider.scrub(&new_config, &err.message));
+                        return Err(RegistryError::CredentialCheckFailed(message));
+                    }
+                    Err(mailbox) => {
+                        return Err(RegistryError::Internal(format!(
+                            "backend actor unavailable: {mailbox}"
+                        )))
+                    }
+                };
+                let plain = serde_json::to_vec(&new_config)
+                    .map_err(|e| RegistryError::Internal(e.to_string()))?;
+                let sealed = act.settings.key.seal(&plain, id.as_bytes());
+                act.settings
+                    .db
+                    .update_backend_config(&id, &sealed)
+                    .map_err(db_error)?;
+                entry.config = new_config.clone();
+                entry.row.sealed_config = sealed;
+                entry.addr.do_send(Adopt {
+                    config: new_config,
+                    storage,
+                });
+                Ok(true)
+            }),
+        )
     }
 
     fn delete(&mut self, msg: DeleteBackend) -> Result<(), RegistryError> {
@@ -489,14 +591,25 @@ impl Actor for Registry {
         for (row, config) in std::mem::take(&mut self.restored) {
             let state = BackendState::from_stored(&row.state);
             let addr = self.start_backend(&row, &config, state, true);
-            self.backends.insert(row.id.clone(), BackendEntry { row, config, addr, busy: None });
+            self.backends.insert(
+                row.id.clone(),
+                BackendEntry {
+                    row,
+                    config,
+                    addr,
+                    busy: None,
+                },
+            );
         }
     }
 }
 
 impl Supervised for Registry {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        let cause = self.panic_cause.take().unwrap_or_else(|| "stopped unexpectedly".into());
+        let cause = self
+            .panic_cause
+            .take()
+            .unwrap_or_else(|| "stopped unexpectedly".into());
         self.settings.book.record_restart(KIND, KIND, &cause);
         // A half-finished create or rotation died with the old context.
         self.reserved_names.clear();
@@ -512,7 +625,10 @@ impl Handler<CreateBackend> for Registry {
     fn handle(&mut self, msg: CreateBackend, ctx: &mut Context<Self>) -> Self::Result {
         let span = info_span!(parent: &msg.span, "registry.create_backend", provider = %msg.slug);
         let _entered = span.enter();
-        let msg = CreateBackend { span: span.clone(), ..msg };
+        let msg = CreateBackend {
+            span: span.clone(),
+            ..msg
+        };
         self.guarded(ctx, |act, _| act.create(msg))
     }
 }
@@ -521,10 +637,13 @@ impl Handler<ListBackends> for Registry {
     type Result = Vec<BackendView>;
 
     fn handle(&mut self, msg: ListBackends, _ctx: &mut Context<Self>) -> Self::Result {
-        let mut views: Vec<_> =
-            self.backends.values().filter(|e| e.row.org == msg.org).map(|e| self.view(e)).collect();
-        views.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        views
+        let mut entries: Vec<_> = self
+            .backends
+            .values()
+            .filter(|e| e.row.org == msg.org)
+            .collect();
+        entries.sort_by_key(|e| (e.row.created_at_ms, &e.row.id));
+        entries.into_iter().map(|e| self.view(e)).collect()
     }
 }
 
@@ -542,7 +661,10 @@ impl Handler<TestBackend> for Registry {
     fn handle(&mut self, msg: TestBackend, ctx: &mut Context<Self>) -> Self::Result {
         let span = info_span!(parent: &msg.span, "registry.test_backend", backend = %msg.id);
         let _entered = span.enter();
-        let msg = TestBackend { span: span.clone(), ..msg };
+        let msg = TestBackend {
+            span: span.clone(),
+            ..msg
+        };
         self.guarded(ctx, |act, _| act.test(msg))
     }
 }
@@ -553,7 +675,10 @@ impl Handler<UpdateCredentials> for Registry {
     fn handle(&mut self, msg: UpdateCredentials, ctx: &mut Context<Self>) -> Self::Result {
         let span = info_span!(parent: &msg.span, "registry.update_credentials", backend = %msg.id);
         let _entered = span.enter();
-        let msg = UpdateCredentials { span: span.clone(), ..msg };
+        let msg = UpdateCredentials {
+            span: span.clone(),
+            ..msg
+        };
         self.guarded(ctx, |act, _| act.update(msg))
     }
 }
@@ -573,5 +698,43 @@ impl Handler<ActorHealthList> for Registry {
 
     fn handle(&mut self, msg: ActorHealthList, _ctx: &mut Context<Self>) -> Self::Result {
         self.settings.book.snapshot(&msg.org)
+    }
+}
+
+/// Test-only: panics inside a guarded registry handler.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct Crash;
+
+#[cfg(test)]
+impl Handler<Crash> for Registry {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, _msg: Crash, ctx: &mut Context<Self>) -> Self::Result {
+        self.guarded(ctx, |_, _| panic!("injected"))
+    }
+}
+
+#[cfg(test)]
+impl Registry {
+    /// Test-only: the backend actor of `id`.
+    pub(crate) fn backend_addr(&self, id: &str) -> Option<Addr<BackendActor>> {
+        self.backends.get(id).map(|entry| entry.addr.clone())
+    }
+}
+
+/// Test-only: the address of a backend actor.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "Option<Addr<BackendActor>>")]
+pub struct BackendAddr(pub String);
+
+#[cfg(test)]
+impl Handler<BackendAddr> for Registry {
+    type Result = Option<Addr<BackendActor>>;
+
+    fn handle(&mut self, msg: BackendAddr, _ctx: &mut Context<Self>) -> Self::Result {
+        self.backend_addr(&msg.0)
     }
 }

@@ -51,7 +51,11 @@ pub struct InvalidTransition {
 
 impl fmt::Display for InvalidTransition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "event {:?} is not allowed in state {}", self.event, self.from)
+        write!(
+            f,
+            "event {:?} is not allowed in state {}",
+            self.event, self.from
+        )
     }
 }
 
@@ -99,7 +103,9 @@ pub fn transition(
     use BackendState as S;
     let next = match (state, event) {
         (S::Connecting { .. }, E::ProbeSucceeded) => S::Connected,
-        (S::Connecting { attempt }, E::ProbeFailed) => S::Failed { attempt: attempt + 1 },
+        (S::Connecting { attempt }, E::ProbeFailed) => S::Failed {
+            attempt: attempt + 1,
+        },
         (S::Connected, E::Reprobe) => S::Connected,
         (S::Connected, E::ProbeSucceeded) => S::Connected,
         (S::Connected, E::ProbeFailed) => S::Failed { attempt: 1 },
@@ -113,7 +119,9 @@ pub fn transition(
 
 /// Delay before retry number `attempt` (1-based): doubling from `base`, capped at `cap`.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(cap)
 }
 
@@ -180,7 +188,12 @@ mod tests {
         let mut state = S::Connecting { attempt: 0 };
         for expected_attempt in 1..=3 {
             state = transition(state, E::ProbeFailed).unwrap();
-            assert_eq!(state, S::Failed { attempt: expected_attempt });
+            assert_eq!(
+                state,
+                S::Failed {
+                    attempt: expected_attempt
+                }
+            );
             state = transition(state, E::RetryDue).unwrap();
         }
         assert_eq!(transition(state, E::ProbeSucceeded).unwrap(), S::Connected);
@@ -199,7 +212,11 @@ mod tests {
 
     #[test]
     fn stored_names_round_trip() {
-        for state in [S::Connected, S::Failed { attempt: 1 }, S::Connecting { attempt: 0 }] {
+        for state in [
+            S::Connected,
+            S::Failed { attempt: 1 },
+            S::Connecting { attempt: 0 },
+        ] {
             assert_eq!(BackendState::from_stored(state.as_str()), state);
         }
     }

@@ -15,8 +15,14 @@ pub async fn health() -> HttpResponse {
 
 /// `GET /api/v1/health/actors`: every actor the caller's org may see.
 #[get("/health/actors")]
-pub async fn actors(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn actors(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::Read)?;
-    let actors = state.registry.send(ActorHealthList { org: principal.org }).await?;
+    let actors = state
+        .registry
+        .send(ActorHealthList { org: principal.org })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "count": actors.len(), "actors": actors })))
 }

@@ -15,19 +15,25 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub async fn json_body(mut payload: web::Payload) -> Result<serde_json::Value, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(ApiError::PayloadTooLarge("Request body exceeds 16 KB limit".into()));
+            return Err(ApiError::PayloadTooLarge(
+                "Request body exceeds 16 KB limit".into(),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
     if body.is_empty() {
-        return Err(ApiError::BadRequest("request body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "request body must be a JSON object".into(),
+        ));
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
 }
 
 /// The JSON 404 for unknown routes.
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound("Not found".into())
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("Not found".into()))
 }

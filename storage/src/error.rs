@@ -36,7 +36,10 @@ pub struct StorageError {
 impl StorageError {
     /// Builds an error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// `NotFound` for `path`.

@@ -151,5 +151,7 @@ pub async fn collect(mut body: ByteStream) -> Result<Vec<u8>> {
 
 /// A [`ByteStream`] of one in-memory buffer.
 pub fn once(bytes: impl Into<Bytes>) -> ByteStream {
-    Box::pin(futures::stream::once(futures::future::ready(Ok(bytes.into()))))
+    Box::pin(futures::stream::once(futures::future::ready(Ok(
+        bytes.into()
+    ))))
 }

@@ -38,7 +38,10 @@ mod tests {
     fn normalizes_and_refuses_parent_components() {
         assert_eq!(normalize_path("/a//b/./c/").unwrap(), "a/b/c");
         assert_eq!(normalize_path("").unwrap(), "");
-        assert_eq!(normalize_path("a/../b").unwrap_err().kind, ErrorKind::Permission);
+        assert_eq!(
+            normalize_path("a/../b").unwrap_err().kind,
+            ErrorKind::Permission
+        );
     }
 
     #[test]

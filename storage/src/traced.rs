@@ -16,7 +16,10 @@ pub struct Traced {
 impl Traced {
     /// Wraps `inner`, labelling spans with `backend`.
     pub fn new(inner: Arc<dyn Storage>, backend: impl Into<String>) -> Self {
-        Self { inner, backend: backend.into() }
+        Self {
+            inner,
+            backend: backend.into(),
+        }
     }
 }
 

@@ -139,7 +139,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .and_then(|v| total.checked_add(v))
             .ok_or_else(|| format!("invalid duration '{s}': too large"))?;
     }
-    let secs = u64::try_from(total / NS).map_err(|_| format!("invalid duration '{s}': too large"))?;
+    let secs =
+        u64::try_from(total / NS).map_err(|_| format!("invalid duration '{s}': too large"))?;
     Ok(Duration::new(secs, (total % NS) as u32))
 }
 

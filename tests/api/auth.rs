@@ -8,7 +8,11 @@ use serde_json::json;
 
 fn unsigned(claims: &str, alg: &str) -> String {
     let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
-    format!("{}.{}.", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims))
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    )
 }
 
 #[test]
@@ -22,14 +26,30 @@ fn health_needs_no_token_but_everything_else_does() {
     let bad_tokens = [
         None,
         Some("not-a-jwt".to_string()),
-        Some(unsigned(&format!(r#"{{"org":"a","scope":"read","exp":{future}}}"#), "none")),
-        Some(berth::auth::JwtKey::new(b"wrong-secret").mint("a", "read write", std::time::Duration::from_secs(60))),
-        Some(berth::auth::JwtKey::new(JWT_SECRET.as_bytes()).mint("a", "read write", std::time::Duration::ZERO)),
+        Some(unsigned(
+            &format!(r#"{{"org":"a","scope":"read","exp":{future}}}"#),
+            "none",
+        )),
+        Some(berth::auth::JwtKey::new(b"wrong-secret").mint(
+            "a",
+            "read write",
+            std::time::Duration::from_secs(60),
+        )),
+        Some(berth::auth::JwtKey::new(JWT_SECRET.as_bytes()).mint(
+            "a",
+            "read write",
+            std::time::Duration::ZERO,
+        )),
     ];
     for token in &bad_tokens {
         for path in ["/api/v1/backends", "/api/v1/health/actors"] {
             let result = server.call("GET", path, token.as_deref(), None);
-            assert_eq!(result.0, StatusCode::UNAUTHORIZED, "{path} with {token:?}: {}", result.1);
+            assert_eq!(
+                result.0,
+                StatusCode::UNAUTHORIZED,
+                "{path} with {token:?}: {}",
+                result.1
+            );
             assert_eq!(result.1["success"], json!(false));
         }
     }
@@ -42,14 +62,33 @@ fn scopes_gate_reads_and_writes() {
     let server = Server::start();
     let reader = server.token("acme", "read");
     let writer = server.token("acme", "write");
-    assert_eq!(server.call("GET", "/api/v1/backends", Some(&reader), None).0, StatusCode::OK);
+    assert_eq!(
+        server
+            .call("GET", "/api/v1/backends", Some(&reader), None)
+            .0,
+        StatusCode::OK
+    );
     assert_error(
-        &server.call("POST", "/api/v1/backends/memory", Some(&reader), Some(&json!({}))),
+        &server.call(
+            "POST",
+            "/api/v1/backends/memory",
+            Some(&reader),
+            Some(&json!({})),
+        ),
         StatusCode::FORBIDDEN,
         "write",
     );
-    assert_error(&server.call("GET", "/api/v1/backends", Some(&writer), None), StatusCode::FORBIDDEN, "read");
-    let (status, _) = server.call("POST", "/api/v1/backends/memory", Some(&writer), Some(&json!({})));
+    assert_error(
+        &server.call("GET", "/api/v1/backends", Some(&writer), None),
+        StatusCode::FORBIDDEN,
+        "read",
+    );
+    let (status, _) = server.call(
+        "POST",
+        "/api/v1/backends/memory",
+        Some(&writer),
+        Some(&json!({})),
+    );
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -70,7 +109,10 @@ fn other_orgs_backends_do_not_exist() {
     }
     assert_eq!(globex.get("/api/v1/backends").1["count"], json!(0));
     let (_, actors) = globex.get("/api/v1/health/actors");
-    assert!(!actors.to_string().contains(&id), "globex sees acme's actor: {actors}");
+    assert!(
+        !actors.to_string().contains(&id),
+        "globex sees acme's actor: {actors}"
+    );
     // Names are unique per org only.
     globex.connect("memory", &json!({"name": "scratch"}));
     assert_eq!(acme.get(&path).0, StatusCode::OK);
@@ -80,11 +122,25 @@ fn other_orgs_backends_do_not_exist() {
 fn token_command_mints_tokens_the_server_accepts() {
     let server = Server::start();
     let output = server.cli(&["token", "--org", "acme", "--scope", "read", "--ttl", "10m"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
-    assert_eq!(server.call("GET", "/api/v1/backends", Some(&token), None).0, StatusCode::OK);
     assert_eq!(
-        server.call("POST", "/api/v1/backends/memory", Some(&token), Some(&json!({}))).0,
+        server.call("GET", "/api/v1/backends", Some(&token), None).0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/api/v1/backends/memory",
+                Some(&token),
+                Some(&json!({}))
+            )
+            .0,
         StatusCode::FORBIDDEN
     );
     let bad = server.cli(&["token", "--org", "acme", "--ttl", "soon"]);

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 fn memory_backend_lifecycle() {
     let server = Server::start();
     let api = Api::new(&server, "acme");
-    let (status, created) = api.post("/api/v1/backends/memory", &json!({"description": "Ephemeral scratch space"}));
+    let (status, created) = api.post(
+        "/api/v1/backends/memory",
+        &json!({"description": "Ephemeral scratch space"}),
+    );
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["success"], json!(true));
     assert_eq!(created["message"], json!("Backend connected successfully"));
@@ -17,13 +20,27 @@ fn memory_backend_lifecycle() {
     assert_eq!(data["type"], json!("memory"));
     assert_eq!(data["mount_paths"], json!([]));
     let id = data["id"].as_str().unwrap().to_string();
-    assert!(id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id}");
+    assert!(
+        id.len() == 16
+            && id
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{id}"
+    );
 
     let (status, list) = api.get("/api/v1/backends");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["count"], json!(1));
     let item = &list["backends"][0];
-    for key in ["id", "backend_type", "server", "user", "connected", "mount_paths", "created_at"] {
+    for key in [
+        "id",
+        "backend_type",
+        "server",
+        "user",
+        "connected",
+        "mount_paths",
+        "created_at",
+    ] {
         assert!(item.get(key).is_some(), "list item lacks {key}: {item}");
     }
     assert_eq!(item["connected"], json!(true));
@@ -35,19 +52,39 @@ fn memory_backend_lifecycle() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(detail["id"], json!(id));
     assert_eq!(detail["description"], json!("Ephemeral scratch space"));
-    assert!(detail.get("last_used").is_none(), "never tested yet: {detail}");
+    assert!(
+        detail.get("last_used").is_none(),
+        "never tested yet: {detail}"
+    );
 
     let (status, test) = api.get(&format!("/api/v1/backends/{id}/test"));
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(test, json!({"success": true, "message": "Connection successful"}));
+    assert_eq!(
+        test,
+        json!({"success": true, "message": "Connection successful"})
+    );
     let (_, detail) = api.get(&format!("/api/v1/backends/{id}"));
-    assert!(chrono::DateTime::parse_from_rfc3339(detail["last_used"].as_str().unwrap()).is_ok(), "{detail}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(detail["last_used"].as_str().unwrap()).is_ok(),
+        "{detail}"
+    );
 
     let (status, deleted) = api.delete(&format!("/api/v1/backends/{id}"));
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(deleted, json!({"success": true, "message": "Backend disconnected"}));
-    assert_error(&api.get(&format!("/api/v1/backends/{id}")), StatusCode::NOT_FOUND, "Backend not found");
-    assert_error(&api.delete(&format!("/api/v1/backends/{id}")), StatusCode::NOT_FOUND, "Backend not found");
+    assert_eq!(
+        deleted,
+        json!({"success": true, "message": "Backend disconnected"})
+    );
+    assert_error(
+        &api.get(&format!("/api/v1/backends/{id}")),
+        StatusCode::NOT_FOUND,
+        "Backend not found",
+    );
+    assert_error(
+        &api.delete(&format!("/api/v1/backends/{id}")),
+        StatusCode::NOT_FOUND,
+        "Backend not found",
+    );
     assert_eq!(api.get("/api/v1/backends").1["count"], json!(0));
 }
 
@@ -55,12 +92,36 @@ fn memory_backend_lifecycle() {
 fn ids_and_unknown_things_are_clear_errors() {
     let server = Server::start();
     let api = Api::new(&server, "acme");
-    assert_error(&api.get("/api/v1/backends/not-hex"), StatusCode::BAD_REQUEST, "16 lowercase hex");
-    assert_error(&api.get("/api/v1/backends/ABCDEF0123456789"), StatusCode::BAD_REQUEST, "16 lowercase hex");
-    assert_error(&api.get("/api/v1/backends/0123456789abcdef"), StatusCode::NOT_FOUND, "Backend not found");
-    assert_error(&api.get("/api/v1/backends/0123456789abcdef/test"), StatusCode::NOT_FOUND, "Backend not found");
-    assert_error(&api.post("/api/v1/backends/nosuchprovider", &json!({})), StatusCode::NOT_FOUND, "nosuchprovider");
-    assert_error(&api.get("/api/v1/nothing-here"), StatusCode::NOT_FOUND, "Not found");
+    assert_error(
+        &api.get("/api/v1/backends/not-hex"),
+        StatusCode::BAD_REQUEST,
+        "16 lowercase hex",
+    );
+    assert_error(
+        &api.get("/api/v1/backends/ABCDEF0123456789"),
+        StatusCode::BAD_REQUEST,
+        "16 lowercase hex",
+    );
+    assert_error(
+        &api.get("/api/v1/backends/0123456789abcdef"),
+        StatusCode::NOT_FOUND,
+        "Backend not found",
+    );
+    assert_error(
+        &api.get("/api/v1/backends/0123456789abcdef/test"),
+        StatusCode::NOT_FOUND,
+        "Backend not found",
+    );
+    assert_error(
+        &api.post("/api/v1/backends/nosuchprovider", &json!({})),
+        StatusCode::NOT_FOUND,
+        "nosuchprovider",
+    );
+    assert_error(
+        &api.get("/api/v1/nothing-here"),
+        StatusCode::NOT_FOUND,
+        "Not found",
+    );
 }
 
 #[test]
@@ -75,22 +136,46 @@ fn bodies_must_be_small_json_objects() {
         "16 KB",
     );
     assert_error(
-        &server.call_raw("POST", "/api/v1/backends/memory", &token, b"{not json".to_vec()),
+        &server.call_raw(
+            "POST",
+            "/api/v1/backends/memory",
+            &token,
+            b"{not json".to_vec(),
+        ),
         StatusCode::BAD_REQUEST,
         "JSON",
     );
-    assert_error(&api.post("/api/v1/backends/memory", &json!([1, 2])), StatusCode::BAD_REQUEST, "JSON object");
-    assert_eq!(api.get("/api/v1/backends").1["count"], json!(0), "nothing half-written");
+    assert_error(
+        &api.post("/api/v1/backends/memory", &json!([1, 2])),
+        StatusCode::BAD_REQUEST,
+        "JSON object",
+    );
+    assert_eq!(
+        api.get("/api/v1/backends").1["count"],
+        json!(0),
+        "nothing half-written"
+    );
 }
 
 #[test]
 fn names_are_validated_and_unique_per_org() {
     let server = Server::start();
     let api = Api::new(&server, "acme");
-    assert_error(&api.post("/api/v1/backends/memory", &json!({"name": "Bad Name"})), StatusCode::BAD_REQUEST, "name");
+    assert_error(
+        &api.post("/api/v1/backends/memory", &json!({"name": "Bad Name"})),
+        StatusCode::BAD_REQUEST,
+        "name",
+    );
     let id = api.connect("memory", &json!({"name": "scratch"}));
-    assert_error(&api.post("/api/v1/backends/memory", &json!({"name": "scratch"})), StatusCode::CONFLICT, "scratch");
-    assert_eq!(api.get(&format!("/api/v1/backends/{id}")).1["name"], json!("scratch"));
+    assert_error(
+        &api.post("/api/v1/backends/memory", &json!({"name": "scratch"})),
+        StatusCode::CONFLICT,
+        "scratch",
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/backends/{id}")).1["name"],
+        json!("scratch")
+    );
     api.delete(&format!("/api/v1/backends/{id}"));
     api.connect("memory", &json!({"name": "scratch"}));
 }
@@ -106,21 +191,40 @@ fn local_backends_stay_inside_the_local_roots() {
     let (_, detail) = api.get(&format!("/api/v1/backends/{id}"));
     assert_eq!(detail["config"]["root"], json!(inside));
     // The default root is the first local root.
-    api.connect("local", &json!({"no_preallocate": true, "one_file_system": true}));
+    api.connect(
+        "local",
+        &json!({"no_preallocate": true, "one_file_system": true}),
+    );
     for outside in ["/etc", "/"] {
-        assert_error(&api.post("/api/v1/backends/local", &json!({"root": outside})), StatusCode::BAD_REQUEST, "root");
+        assert_error(
+            &api.post("/api/v1/backends/local", &json!({"root": outside})),
+            StatusCode::BAD_REQUEST,
+            "root",
+        );
     }
     let escape = server.local_root.join("escape");
     std::os::unix::fs::symlink("/etc", &escape).unwrap();
-    assert_error(&api.post("/api/v1/backends/local", &json!({"root": escape})), StatusCode::BAD_REQUEST, "root");
+    assert_error(
+        &api.post("/api/v1/backends/local", &json!({"root": escape})),
+        StatusCode::BAD_REQUEST,
+        "root",
+    );
     let dotdot = format!("{}/../..", server.local_root.display());
-    assert_error(&api.post("/api/v1/backends/local", &json!({"root": dotdot})), StatusCode::BAD_REQUEST, "root");
+    assert_error(
+        &api.post("/api/v1/backends/local", &json!({"root": dotdot})),
+        StatusCode::BAD_REQUEST,
+        "root",
+    );
     assert_error(
         &api.post("/api/v1/backends/local", &json!({"time_type": "sometimes"})),
         StatusCode::BAD_REQUEST,
         "Invalid time_type: must be one of mtime, atime, btime, ctime",
     );
-    assert_eq!(api.get("/api/v1/backends").1["count"], json!(2), "failed connects store nothing");
+    assert_eq!(
+        api.get("/api/v1/backends").1["count"],
+        json!(2),
+        "failed connects store nothing"
+    );
 }
 
 #[test]
@@ -137,14 +241,21 @@ fn a_failing_probe_is_reported_and_retried() {
     assert!(!test["message"].as_str().unwrap().is_empty());
     let (_, detail) = api.get(&format!("/api/v1/backends/{id}"));
     assert_eq!(detail["connected"], json!(false));
-    assert!(matches!(detail["state"].as_str(), Some("failed" | "connecting")), "{detail}");
+    assert!(
+        matches!(detail["state"].as_str(), Some("failed" | "connecting")),
+        "{detail}"
+    );
     // The backend actor retries by itself and recovers once the root is back.
     std::fs::create_dir_all(&root).unwrap();
     let recovered = (0..100).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         api.get(&format!("/api/v1/backends/{id}")).1["connected"] == json!(true)
     });
-    assert!(recovered, "backend did not recover: {}", api.get(&format!("/api/v1/backends/{id}")).1);
+    assert!(
+        recovered,
+        "backend did not recover: {}",
+        api.get(&format!("/api/v1/backends/{id}")).1
+    );
 }
 
 #[test]
@@ -158,10 +269,22 @@ fn credential_updates_follow_the_rules() {
         StatusCode::BAD_REQUEST,
         "Invalid request: only credential fields are allowed",
     );
-    assert_error(&api.put("/api/v1/backends/0123456789abcdef", &json!({"pass": "x"})), StatusCode::NOT_FOUND, "Backend not found");
+    assert_error(
+        &api.put("/api/v1/backends/0123456789abcdef", &json!({"pass": "x"})),
+        StatusCode::NOT_FOUND,
+        "Backend not found",
+    );
     let big = serde_json::to_vec(&json!({"pass": "x".repeat(17 * 1024)})).unwrap();
-    assert_error(&server.call_raw("PUT", &path, &api.token, big), StatusCode::PAYLOAD_TOO_LARGE, "16 KB");
-    assert_eq!(api.get(&path).1["description"], json!(""), "nothing changed");
+    assert_error(
+        &server.call_raw("PUT", &path, &api.token, big),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "16 KB",
+    );
+    assert_eq!(
+        api.get(&path).1["description"],
+        json!(""),
+        "nothing changed"
+    );
 }
 
 #[test]
@@ -172,12 +295,21 @@ fn actor_health_lists_the_registry_and_backends() {
     let (status, health) = api.get("/api/v1/health/actors");
     assert_eq!(status, StatusCode::OK);
     let actors = health["actors"].as_array().unwrap();
-    let find = |kind: &str| actors.iter().find(|a| a["kind"] == json!(kind)).cloned().unwrap_or(Value::Null);
+    let find = |kind: &str| {
+        actors
+            .iter()
+            .find(|a| a["kind"] == json!(kind))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let registry = find("registry");
     assert_eq!(registry["state"], json!("running"));
     let backend = find("backend");
     assert_eq!(backend["id"], json!(id));
     assert_eq!(backend["state"], json!("connected"));
     assert_eq!(backend["restarts"], json!(0));
-    assert!(backend.get("since").is_some() && backend.get("last_error").is_some(), "{backend}");
+    assert!(
+        backend.get("since").is_some() && backend.get("last_error").is_some(),
+        "{backend}"
+    );
 }

@@ -26,18 +26,33 @@ fn restart_keeps_backends(options: Options) {
     assert_eq!(ids(&after), ids(&before));
     assert!(ids(&after).contains(&json!(local)) && ids(&after).contains(&json!(memory)));
     for (a, b) in before.iter().zip(&after) {
-        for key in ["backend_type", "server", "user", "created_at", "name", "description", "config", "state"] {
+        for key in [
+            "backend_type",
+            "server",
+            "user",
+            "created_at",
+            "name",
+            "description",
+            "config",
+            "state",
+        ] {
             assert_eq!(a[key], b[key], "{key} changed across the restart");
         }
     }
-    assert_eq!(api.get(&format!("/api/v1/backends/{local}/test")).1["success"], json!(true));
+    assert_eq!(
+        api.get(&format!("/api/v1/backends/{local}/test")).1["success"],
+        json!(true)
+    );
     // A crash (SIGKILL) loses nothing either.
     server.crash();
     server.restart();
     assert_eq!(ids(&backends(&Api::new(&server, "acme"))), ids(&before));
     // Deleted backends stay deleted.
     let api = Api::new(&server, "acme");
-    assert_eq!(api.delete(&format!("/api/v1/backends/{memory}")).0, StatusCode::OK);
+    assert_eq!(
+        api.delete(&format!("/api/v1/backends/{memory}")).0,
+        StatusCode::OK
+    );
     server.restart();
     let api = Api::new(&server, "acme");
     assert_eq!(ids(&backends(&api)), vec![json!(local)]);
@@ -56,11 +71,21 @@ fn restart_keeps_backends_on_postgres() {
     let url_with_schema = format!("{url}?options=-c%20search_path%3D{schema}");
     let admin = std::process::Command::new("psql")
         .arg(&url)
-        .args(["-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")])
+        .args([
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+        ])
         .output()
         .expect("psql");
-    assert!(admin.status.success(), "{}", String::from_utf8_lossy(&admin.stderr));
-    restart_keeps_backends(Options { database_url: Some(url_with_schema), ..Options::default() });
+    assert!(
+        admin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    restart_keeps_backends(Options {
+        database_url: Some(url_with_schema),
+        ..Options::default()
+    });
 }
 
 #[test]
@@ -80,10 +105,16 @@ fn configs_are_encrypted_at_rest() {
             found.push(path);
         }
     }
-    assert!(found.is_empty(), "config value stored in clear in {found:?}");
+    assert!(
+        found.is_empty(),
+        "config value stored in clear in {found:?}"
+    );
     // The master key was generated with mode 0600 and the config still opens.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(server.data_dir.join("master.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(server.data_dir.join("master.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     server.restart();
     let list = Api::new(&server, "acme").get("/api/v1/backends").1;
@@ -99,5 +130,9 @@ fn a_wrong_master_key_stops_the_start_instead_of_dropping_backends() {
     std::fs::remove_file(&key_file).unwrap();
     let output = server.cli(&["serve"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("master key"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("master key"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -48,8 +48,18 @@ fn spans_are_exported_over_otlp() {
     server.stop(); // flushes the batch exporter
     let bytes = received.lock().unwrap().clone();
     let text = String::from_utf8_lossy(&bytes);
-    for span in ["http.request", "registry.create_backend", "backend.probe", "storage.probe", "registry.test_backend"] {
-        assert!(text.contains(span), "span {span} was not exported ({} bytes received)", bytes.len());
+    for span in [
+        "http.request",
+        "registry.create_backend",
+        "backend.probe",
+        "storage.probe",
+        "registry.test_backend",
+    ] {
+        assert!(
+            text.contains(span),
+            "span {span} was not exported ({} bytes received)",
+            bytes.len()
+        );
     }
     assert!(text.contains("berth"), "service name missing");
 }

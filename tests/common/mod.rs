@@ -72,7 +72,10 @@ impl Server {
             local_root,
             options,
             _tmp: tmp,
-            client: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         };
         server.spawn();
         server
@@ -110,7 +113,11 @@ impl Server {
 
     fn spawn(&mut self) {
         std::fs::create_dir_all(&self.data_dir).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut child = self
             .command()
             .arg("serve")
@@ -145,7 +152,10 @@ impl Server {
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             for _ in 0..200 {
                 if child.try_wait().ok().flatten().is_some() {
                     return;
@@ -177,7 +187,13 @@ impl Server {
     }
 
     /// Sends a request; answers the status and the JSON body (Null if none).
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -190,7 +206,13 @@ impl Server {
     }
 
     /// Sends a raw body.
-    pub fn call_raw(&self, method: &str, path: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    pub fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let request = self
             .client
@@ -205,7 +227,11 @@ impl Server {
         let response = request.send().expect("request");
         let status = response.status();
         let text = response.text().unwrap_or_default();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 }
@@ -227,7 +253,10 @@ pub struct Api<'a> {
 impl<'a> Api<'a> {
     /// A client for `org` with read and write scopes.
     pub fn new(server: &'a Server, org: &str) -> Api<'a> {
-        Api { server, token: server.token(org, "read write") }
+        Api {
+            server,
+            token: server.token(org, "read write"),
+        }
     }
 
     /// GET.
@@ -237,7 +266,8 @@ impl<'a> Api<'a> {
 
     /// POST with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.server.call("POST", path, Some(&self.token), Some(body))
+        self.server
+            .call("POST", path, Some(&self.token), Some(body))
     }
 
     /// PUT with a JSON body.
@@ -273,5 +303,8 @@ pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, needle: &s
     assert_eq!(*got, status, "body: {body}");
     assert_eq!(body["success"], Value::Bool(false), "body: {body}");
     let message = body["error"].as_str().unwrap_or_default();
-    assert!(message.contains(needle), "error {message:?} should contain {needle:?}");
+    assert!(
+        message.contains(needle),
+        "error {message:?} should contain {needle:?}"
+    );
 }

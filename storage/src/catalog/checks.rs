@@ -32,7 +32,10 @@ fn name(field: &str, value: &str) -> Result<(), String> {
 
 /// `name:path` with a non-empty name, or an absolute local path.
 fn is_remote(value: &str) -> bool {
-    value.starts_with('/') || value.split_once(':').is_some_and(|(name, _)| !name.trim().is_empty())
+    value.starts_with('/')
+        || value
+            .split_once(':')
+            .is_some_and(|(name, _)| !name.trim().is_empty())
 }
 
 fn remote(value: &str) -> Result<(), String> {
@@ -49,7 +52,8 @@ fn remote(value: &str) -> Result<(), String> {
     }
 }
 
-/// Splits on whitespace outside double quotes; quotes are removed.
+/// Splits on whitespace outside double quotes; quotes are removed and empty
+/// entries (`""`) dropped.
 fn split_quoted(field: &str, value: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -62,10 +66,10 @@ fn split_quoted(field: &str, value: &str) -> Result<Vec<String>, String> {
                 in_token = true;
             }
             c if c.is_whitespace() && !quoted => {
-                if in_token {
+                if in_token && !cur.is_empty() {
                     out.push(std::mem::take(&mut cur));
-                    in_token = false;
                 }
+                in_token = false;
             }
             c => {
                 cur.push(c);
@@ -76,7 +80,7 @@ fn split_quoted(field: &str, value: &str) -> Result<Vec<String>, String> {
     if quoted {
         return Err(format!("Invalid {field}: unbalanced '\"'"));
     }
-    if in_token {
+    if in_token && !cur.is_empty() {
         out.push(cur);
     }
     Ok(out)
@@ -99,7 +103,10 @@ fn combine_upstreams(field: &str, value: &str) -> Result<(), String> {
                 "Invalid {field} entry '{entry}': expected 'dir=remote:path'"
             ));
         }
-        let dir = entry.split_once('=').map(|(d, _)| d.trim().trim_matches('/')).unwrap_or("");
+        let dir = entry
+            .split_once('=')
+            .map(|(d, _)| d.trim().trim_matches('/'))
+            .unwrap_or("");
         if !dirs.insert(dir.to_string()) {
             return Err(format!("Invalid {field}: directory '{dir}' is used twice"));
         }
@@ -149,7 +156,7 @@ mod tests {
             vec!["a:x", "b:with space", "c:"]
         );
         assert_eq!(split_quoted("u", "  ").unwrap(), Vec::<String>::new());
-        assert_eq!(split_quoted("u", r#""""#).unwrap(), vec![""]);
+        assert_eq!(split_quoted("u", r#""" a:"#).unwrap(), vec!["a:"]);
         assert!(split_quoted("u", r#"a:"b"#).is_err());
     }
 
@@ -167,7 +174,9 @@ mod tests {
 
     #[test]
     fn upstreams() {
-        assert!(combine_upstreams("upstreams", "photos=gdrive:photos videos=gdrive:videos").is_ok());
+        assert!(
+            combine_upstreams("upstreams", "photos=gdrive:photos videos=gdrive:videos").is_ok()
+        );
         assert!(combine_upstreams("upstreams", r#""my dir=remote:path with space""#).is_ok());
         assert!(combine_upstreams("upstreams", "a=r: a=s:").is_err());
         assert!(combine_upstreams("upstreams", "gdrive:photos").is_err());

@@ -19,7 +19,9 @@ pub(super) fn create(p: &Provider, body: &Value) -> Result<Config, FieldError> {
     let mut out = Config::new();
     for f in &p.fields {
         let given = obj.get(&f.name).filter(|v| !v.is_null());
-        let blank = given.and_then(Value::as_str).is_some_and(|s| s.trim().is_empty());
+        let blank = given
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.trim().is_empty());
         if f.required && (given.is_none() || blank) {
             return Err(missing(f));
         }
@@ -42,7 +44,10 @@ pub(super) fn credential_update(
         .as_object()
         .ok_or_else(|| FieldError::new("", "request body must be a JSON object"))?;
     if obj.is_empty() {
-        return Err(FieldError::new("", "Invalid request: no credential fields given"));
+        return Err(FieldError::new(
+            "",
+            "Invalid request: no credential fields given",
+        ));
     }
     let mut out = Vec::with_capacity(obj.len());
     for (key, value) in obj {
@@ -75,11 +80,17 @@ pub(super) fn credential_update(
 }
 
 fn not_string_or_null(key: &str) -> FieldError {
-    FieldError::new(key, format!("Invalid field '{key}': expected a string or null"))
+    FieldError::new(
+        key,
+        format!("Invalid field '{key}': expected a string or null"),
+    )
 }
 
 fn missing(f: &Field) -> FieldError {
-    FieldError::new(f.name.as_str(), format!("Missing required field '{}'", f.name))
+    FieldError::new(
+        f.name.as_str(),
+        format!("Missing required field '{}'", f.name),
+    )
 }
 
 fn invalid(f: &Field, what: impl std::fmt::Display) -> FieldError {
@@ -200,7 +211,10 @@ fn coerce_duration(f: &Field, v: &Value) -> Result<Value, FieldError> {
                 return Ok(Value::String(s.to_string()));
             }
             if d.subsec_nanos() != 0 {
-                return Err(invalid(f, format!("'{s}' is not a whole number of seconds")));
+                return Err(invalid(
+                    f,
+                    format!("'{s}' is not a whole number of seconds"),
+                ));
             }
             i64::try_from(d.as_secs())
                 .map(Value::from)
@@ -218,7 +232,11 @@ fn list_string(f: &Field, v: &Value) -> Result<String, FieldError> {
         Value::String(s) => s.split(',').map(|i| i.trim().to_string()).collect(),
         Value::Array(a) => a
             .iter()
-            .map(|i| i.as_str().map(|s| s.trim().to_string()).ok_or_else(expected))
+            .map(|i| {
+                i.as_str()
+                    .map(|s| s.trim().to_string())
+                    .ok_or_else(expected)
+            })
             .collect::<Result<_, _>>()?,
         _ => return Err(expected()),
     };

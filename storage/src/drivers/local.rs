@@ -404,9 +404,8 @@ fn resolve_root(root: &str, env: &DriverEnv) -> Result<(PathBuf, Metadata)> {
     if !allowed.iter().any(|r| canonical.starts_with(r)) {
         return Err(outside());
     }
-    let meta = fs::metadata(&canonical).map_err(|e| {
-        StorageError::invalid_config(format!("root '{shown}' cannot be read: {e}"))
-    })?;
+    let meta = fs::metadata(&canonical)
+        .map_err(|e| StorageError::invalid_config(format!("root '{shown}' cannot be read: {e}")))?;
     if !meta.is_dir() {
         return Err(StorageError::invalid_config(format!(
             "root '{shown}' is not a directory"
@@ -623,7 +622,12 @@ impl Inner {
     }
 
     /// One listing page, plus warnings to log from the caller's context.
-    fn list(&self, dir: &str, cursor: Option<&str>, limit: usize) -> Result<(ListPage, Vec<String>)> {
+    fn list(
+        &self,
+        dir: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(ListPage, Vec<String>)> {
         let (shown, comps) = self.comps(dir)?;
         let host = match self.lookup(&comps, &shown)? {
             Target::Node { host, meta, .. } if meta.is_dir() => host,
@@ -699,7 +703,9 @@ impl Inner {
                     }
                 } else if self.opts.copy_links {
                     match self.follow(path, &child) {
-                        Ok((host, meta)) if meta.is_file() || meta.is_dir() && self.same_fs(&meta) => {
+                        Ok((host, meta))
+                            if meta.is_file() || meta.is_dir() && self.same_fs(&meta) =>
+                        {
                             Target::Node {
                                 host,
                                 meta,
@@ -890,7 +896,8 @@ impl Inner {
             return Err(permission("/", "cannot rename the root directory"));
         }
         let source = match self.lookup(&from_comps, &from_shown)? {
-            Target::Link { host, .. } | Target::Node {
+            Target::Link { host, .. }
+            | Target::Node {
                 link: Some(host), ..
             } => host,
             Target::Node { host, .. } => host,
@@ -948,12 +955,16 @@ impl Inner {
     }
 
     fn usage(&self) -> Result<Usage> {
-        let st = rustix::fs::statvfs(&self.root)
-            .map_err(|e| StorageError::from_io(e.into(), ""))?;
+        let st =
+            rustix::fs::statvfs(&self.root).map_err(|e| StorageError::from_io(e.into(), ""))?;
         let frsize = st.f_frsize;
         Ok(Usage {
             total: Some(st.f_blocks.saturating_mul(frsize)),
-            used: Some(st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(frsize)),
+            used: Some(
+                st.f_blocks
+                    .saturating_sub(st.f_bfree)
+                    .saturating_mul(frsize),
+            ),
             free: Some(st.f_bavail.saturating_mul(frsize)),
         })
     }
@@ -1020,7 +1031,9 @@ impl LocalStorage {
         let env = env.clone();
         let (root, meta) = tokio::task::spawn_blocking(move || resolve_root(&root, &env))
             .await
-            .map_err(|e| StorageError::new(ErrorKind::Other, format!("local root check failed: {e}")))??;
+            .map_err(|e| {
+                StorageError::new(ErrorKind::Other, format!("local root check failed: {e}"))
+            })??;
         if options.time_type == TimeType::Btime && meta.created().is_err() {
             return Err(StorageError::invalid_config(format!(
                 "time_type 'btime' is not supported: the filesystem at root '{}' does not report birth times",
@@ -1062,14 +1075,24 @@ impl LocalStorage {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| StorageError::new(ErrorKind::Other, format!("local storage task failed: {e}")))?
+            .map_err(|e| {
+                StorageError::new(ErrorKind::Other, format!("local storage task failed: {e}"))
+            })?
     }
 
-    async fn write_file(&self, dir: PathBuf, host: PathBuf, shown: String, mut body: ByteStream) -> Result<()> {
+    async fn write_file(
+        &self,
+        dir: PathBuf,
+        host: PathBuf,
+        shown: String,
+        mut body: ByteStream,
+    ) -> Result<()> {
         let shown2 = shown.clone();
         let (file, tmp) = tokio::task::spawn_blocking(move || create_temp(&dir, &shown2))
             .await
-            .map_err(|e| StorageError::new(ErrorKind::Other, format!("local storage task failed: {e}")))??;
+            .map_err(|e| {
+                StorageError::new(ErrorKind::Other, format!("local storage task failed: {e}"))
+            })??;
         let mut file = tokio::fs::File::from_std(file);
         let io_err = |e| StorageError::from_io(e, &shown);
         while let Some(chunk) = body.next().await {
@@ -1163,23 +1186,26 @@ impl Storage for LocalStorage {
                 }
                 let check = !self.inner.opts.no_check_updated;
                 let state = (file.take(length), shown, false);
-                let stream = futures::stream::try_unfold(state, move |(mut reader, shown, done)| async move {
-                    if done {
-                        return Ok(None);
-                    }
-                    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-                    let n = reader
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| StorageError::from_io(e, &shown))?;
-                    if n == 0 {
-                        if check {
-                            check_unchanged(reader.get_ref(), len, modified, &shown).await?;
+                let stream = futures::stream::try_unfold(
+                    state,
+                    move |(mut reader, shown, done)| async move {
+                        if done {
+                            return Ok(None);
                         }
-                        return Ok(None);
-                    }
-                    Ok(Some((buf.freeze(), (reader, shown, false))))
-                });
+                        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+                        let n = reader
+                            .read_buf(&mut buf)
+                            .await
+                            .map_err(|e| StorageError::from_io(e, &shown))?;
+                        if n == 0 {
+                            if check {
+                                check_unchanged(reader.get_ref(), len, modified, &shown).await?;
+                            }
+                            return Ok(None);
+                        }
+                        Ok(Some((buf.freeze(), (reader, shown, false))))
+                    },
+                );
                 Ok(stream.into_stream().boxed())
             }
         }
@@ -1192,7 +1218,9 @@ impl Storage for LocalStorage {
             self.run(move |i| i.prepare_write(&comps, &shown)).await?
         };
         match plan {
-            WritePlan::File { dir, host } => self.write_file(dir, host, shown.clone(), body).await?,
+            WritePlan::File { dir, host } => {
+                self.write_file(dir, host, shown.clone(), body).await?
+            }
             WritePlan::Link { .. } => {
                 let raw = collect_limited(body, MAX_LINK_TARGET, &shown).await?;
                 let path = shown.clone();

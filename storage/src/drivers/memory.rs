@@ -67,7 +67,9 @@ pub struct MemoryStorage {
 impl fmt::Debug for MemoryStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.nodes.read().map(|n| n.len()).unwrap_or(0);
-        f.debug_struct("MemoryStorage").field("nodes", &count).finish()
+        f.debug_struct("MemoryStorage")
+            .field("nodes", &count)
+            .finish()
     }
 }
 
@@ -163,7 +165,9 @@ impl MemoryStorage {
     pub async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
         let path = normalize_path(path)?;
         if path.is_empty() {
-            return Err(StorageError::unsupported("the root has no modification time"));
+            return Err(StorageError::unsupported(
+                "the root has no modification time",
+            ));
         }
         let mut nodes = self.nodes.write().map_err(|_| poisoned())?;
         match nodes.get_mut(&split(&path)) {

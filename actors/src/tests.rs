@@ -1,0 +1,279 @@
+//! Actor tests on a real SQLite database and the real memory/local drivers.
+
+use crate::backend::Crash as CrashBackend;
+use crate::registry::{
+    ActorHealthList, BackendAddr, Crash, CreateBackend, DeleteBackend, GetBackend, ListBackends,
+    TestBackend, UpdateCredentials,
+};
+use crate::{ActorBook, Registry, RegistryError, RegistrySettings, Timing};
+use actix::prelude::*;
+use berth_db::{Db, MasterKey};
+use berth_storage::catalog::catalog;
+use berth_storage::drivers::DriverEnv;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Span;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    settings: RegistrySettings,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(dir.path().join("berth.db").to_str().unwrap()).unwrap();
+    let local = dir.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let settings = RegistrySettings {
+        db,
+        key: Arc::new(MasterKey::generate()),
+        env: DriverEnv {
+            local_roots: vec![local.canonicalize().unwrap()],
+        },
+        timing: Timing {
+            probe_timeout: Duration::from_secs(5),
+            retry_base: Duration::from_millis(50),
+            retry_max: Duration::from_millis(200),
+        },
+        book: ActorBook::default(),
+    };
+    Fixture {
+        _dir: dir,
+        settings,
+    }
+}
+
+fn start(settings: &RegistrySettings) -> Addr<Registry> {
+    let registry = Registry::load(settings.clone()).unwrap();
+    Supervisor::start(move |_| registry)
+}
+
+async fn create(
+    registry: &Addr<Registry>,
+    org: &str,
+    slug: &str,
+    body: serde_json::Value,
+) -> Result<String, RegistryError> {
+    let config = catalog().get(slug).unwrap().validate_create(&body).unwrap();
+    let msg = CreateBackend {
+        org: org.into(),
+        slug: slug.into(),
+        config,
+        span: Span::none(),
+    };
+    registry.send(msg).await.unwrap().map(|view| view.id)
+}
+
+async fn restarts(registry: &Addr<Registry>, kind: &str) -> u32 {
+    let health = registry
+        .send(ActorHealthList { org: "acme".into() })
+        .await
+        .unwrap();
+    health
+        .iter()
+        .find(|h| h.kind == kind)
+        .map_or(0, |h| h.restarts)
+}
+
+#[actix::test]
+async fn backends_are_created_listed_and_deleted() {
+    let fx = fixture();
+    let registry = start(&fx.settings);
+    let id = create(&registry, "acme", "memory", json!({"name": "m"}))
+        .await
+        .unwrap();
+    let view = registry
+        .send(GetBackend {
+            org: "acme".into(),
+            id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(view.connected);
+    assert_eq!(view.name.as_deref(), Some("m"));
+    assert_eq!(
+        fx.settings.db.get_backend(&id).unwrap().unwrap().state,
+        "connected"
+    );
+    let err = create(&registry, "acme", "memory", json!({"name": "m"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Conflict(_)), "{err:?}");
+    let err = create(&registry, "acme", "s3", json!({"endpoint": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RegistryError::ProbeFailed("provider 's3' has no storage engine yet".into())
+    );
+    assert_eq!(
+        registry
+            .send(ListBackends { org: "acme".into() })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(registry
+        .send(ListBackends {
+            org: "other".into()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    let delete = DeleteBackend {
+        org: "acme".into(),
+        id: id.clone(),
+        span: Span::none(),
+    };
+    registry.send(delete).await.unwrap().unwrap();
+    assert!(fx.settings.db.get_backend(&id).unwrap().is_none());
+    let err = registry
+        .send(GetBackend {
+            org: "acme".into(),
+            id,
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err, RegistryError::backend_not_found());
+}
+
+#[actix::test]
+async fn credential_updates_refuse_non_credential_fields() {
+    let fx = fixture();
+    let registry = start(&fx.settings);
+    let id = create(&registry, "acme", "memory", json!({}))
+        .await
+        .unwrap();
+    let msg = UpdateCredentials {
+        org: "acme".into(),
+        id,
+        body: json!({"description": "x"}),
+        span: Span::none(),
+    };
+    let err = registry.send(msg).await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Invalid(m) if m.starts_with("Invalid request: only credential fields are allowed")),
+        "{err:?}"
+    );
+}
+
+#[actix::test]
+async fn a_panicking_backend_actor_is_restarted_and_counted() {
+    let fx = fixture();
+    let registry = start(&fx.settings);
+    let id = create(&registry, "acme", "memory", json!({}))
+        .await
+        .unwrap();
+    let backend = registry
+        .send(BackendAddr(id.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    backend.send(CrashBackend).await.unwrap();
+    // The supervisor restarts it and it probes again on start.
+    let mut health = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        health = fx.settings.book.get("backend", &id);
+        if health
+            .as_ref()
+            .is_some_and(|h| h.restarts == 1 && h.state == "connected")
+        {
+            break;
+        }
+    }
+    let health = health.unwrap();
+    assert_eq!(health.restarts, 1);
+    assert_eq!(health.state, "connected");
+    assert_eq!(health.last_error.as_deref(), Some("panic: injected"));
+    let test = TestBackend {
+        org: "acme".into(),
+        id,
+        span: Span::none(),
+    };
+    assert!(registry.send(test).await.unwrap().unwrap().success);
+}
+
+#[actix::test]
+async fn a_panicking_registry_is_restarted_and_keeps_its_backends() {
+    let fx = fixture();
+    let registry = start(&fx.settings);
+    let id = create(&registry, "acme", "memory", json!({}))
+        .await
+        .unwrap();
+    let err = registry.send(Crash).await.unwrap().unwrap_err();
+    assert!(matches!(err, RegistryError::Internal(_)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(restarts(&registry, "registry").await, 1);
+    let view = registry
+        .send(GetBackend {
+            org: "acme".into(),
+            id,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(view.connected);
+}
+
+#[actix::test]
+async fn failed_backends_retry_until_the_remote_is_back() {
+    let fx = fixture();
+    let registry = start(&fx.settings);
+    let root = fx.settings.env.local_roots[0].join("flaky");
+    std::fs::create_dir_all(&root).unwrap();
+    let id = create(&registry, "acme", "local", json!({"root": root}))
+        .await
+        .unwrap();
+    std::fs::remove_dir(&root).unwrap();
+    let test = || TestBackend {
+        org: "acme".into(),
+        id: id.clone(),
+        span: Span::none(),
+    };
+    assert!(!registry.send(test()).await.unwrap().unwrap().success);
+    assert_eq!(
+        fx.settings.db.get_backend(&id).unwrap().unwrap().state,
+        "failed"
+    );
+    std::fs::create_dir_all(&root).unwrap();
+    let mut state = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        state = fx.settings.book.get("backend", &id).unwrap().state;
+        if state == "connected" {
+            break;
+        }
+    }
+    assert_eq!(state, "connected");
+    assert_eq!(
+        fx.settings.db.get_backend(&id).unwrap().unwrap().state,
+        "connected"
+    );
+}
+
+#[actix::test]
+async fn restored_backends_keep_their_id_and_state() {
+    let fx = fixture();
+    let id = {
+        let registry = start(&fx.settings);
+        create(&registry, "acme", "memory", json!({"description": "kept"}))
+            .await
+            .unwrap()
+    };
+    let registry = start(&fx.settings);
+    let view = registry
+        .send(GetBackend {
+            org: "acme".into(),
+            id,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.description, "kept");
+    assert_eq!(view.state, "connected");
+}
