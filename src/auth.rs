@@ -146,17 +146,13 @@ impl JwtKey {
     /// Checks a token: HS256 only, valid signature, `exp` in the future,
     /// non-empty `org`.
     pub fn verify(&self, token: &str) -> Result<Principal, String> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err("malformed token".into());
-        };
-        let decode = |part: &str| {
-            URL_SAFE_NO_PAD
-                .decode(part)
-                .map_err(|_| "malformed token".to_string())
-        };
+        let malformed = || "malformed token".to_string();
+        let (signing_input, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (header, payload) = signing_input.split_once('.').ok_or_else(malformed)?;
+        if payload.contains('.') {
+            return Err(malformed());
+        }
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed());
         let header: Header =
             serde_json::from_slice(&decode(header)?).map_err(|_| "malformed token header")?;
         if header.alg != "HS256" {
@@ -166,7 +162,7 @@ impl JwtKey {
             ));
         }
         let mut mac = self.mac();
-        mac.update(token[..token.len() - signature.len() - 1].as_bytes());
+        mac.update(signing_input.as_bytes());
         mac.verify_slice(&decode(signature)?)
             .map_err(|_| "invalid token signature")?;
         let claims: Claims = serde_json::from_slice(&decode(payload)?)

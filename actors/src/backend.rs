@@ -89,6 +89,9 @@ pub struct Adopt {
 #[rtype(result = "()")]
 pub struct Disconnect;
 
+/// What a probe produced: the driver (when one was built) and the outcome.
+type ProbeOutcome = (Option<Arc<dyn Storage>>, Result<(), StorageError>);
+
 /// Builds (when needed) and probes a driver, bounded by the probe timeout.
 async fn build_and_probe(
     id: String,
@@ -97,7 +100,7 @@ async fn build_and_probe(
     env: DriverEnv,
     existing: Option<Arc<dyn Storage>>,
     timing: Timing,
-) -> (Option<Arc<dyn Storage>>, Result<(), StorageError>) {
+) -> ProbeOutcome {
     let work = async {
         let storage = match existing {
             Some(storage) => storage,
@@ -190,7 +193,7 @@ impl BackendActor {
 
     fn finish_probe(
         &mut self,
-        outcome: Result<(Option<Arc<dyn Storage>>, Result<(), StorageError>), String>,
+        outcome: Result<ProbeOutcome, String>,
         ctx: &mut Context<Self>,
     ) -> Result<(), StorageError> {
         let (storage, probed) = match outcome {

@@ -132,6 +132,15 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Space accounting; `Unsupported` when the store does not know.
     async fn usage(&self) -> Result<Usage>;
 
+    /// Sets the modification time of a file or directory; `Unsupported`
+    /// unless [`Capability::set_mtime`] is true.
+    async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
+        let _ = time;
+        Err(StorageError::unsupported(format!(
+            "{path}: this store cannot set modification times"
+        )))
+    }
+
     /// Checks that the remote answers with the configured credentials by
     /// listing one entry of the root.
     async fn probe(&self) -> Result<()> {

@@ -4,6 +4,7 @@
 use crate::{ByteStream, Capability, Entry, ListPage, Result, Storage, Usage};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tracing::{info_span, Instrument};
 
 /// Wraps a storage so each call gets its own span.
@@ -78,6 +79,15 @@ impl Storage for Traced {
 
     async fn usage(&self) -> Result<Usage> {
         traced!(self, "usage", "", self.inner.usage())
+    }
+
+    async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
+        traced!(
+            self,
+            "set_modified",
+            path,
+            self.inner.set_modified(path, time)
+        )
     }
 
     async fn probe(&self) -> Result<()> {

@@ -564,7 +564,7 @@ impl Inner {
                 return Err(StorageError::not_found(shown));
             }
             let (target, tmeta) = self.follow(&host, shown)?;
-            if !(tmeta.is_file() || tmeta.is_dir() && self.same_fs(&tmeta)) {
+            if !(tmeta.is_file() || (tmeta.is_dir() && self.same_fs(&tmeta))) {
                 return Err(StorageError::not_found(shown));
             }
             return Ok(Target::Node {
@@ -573,7 +573,7 @@ impl Inner {
                 link: Some(host),
             });
         }
-        if ft.is_dir() && !self.same_fs(&meta) || !(ft.is_dir() || ft.is_file()) {
+        if (ft.is_dir() && !self.same_fs(&meta)) || !(ft.is_dir() || ft.is_file()) {
             return Err(StorageError::not_found(shown));
         }
         Ok(Target::Node {
@@ -704,7 +704,7 @@ impl Inner {
                 } else if self.opts.copy_links {
                     match self.follow(path, &child) {
                         Ok((host, meta))
-                            if meta.is_file() || meta.is_dir() && self.same_fs(&meta) =>
+                            if meta.is_file() || (meta.is_dir() && self.same_fs(&meta)) =>
                         {
                             Target::Node {
                                 host,
@@ -1059,14 +1059,6 @@ impl LocalStorage {
         &self.inner.opts
     }
 
-    /// Sets the modification time of a file or directory; `Unsupported` with
-    /// `no_set_modtime`. Reachable through the concrete type until the
-    /// [`Storage`] trait grows such a method.
-    pub async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
-        let path = path.to_string();
-        self.run(move |i| i.set_modified(&path, time)).await
-    }
-
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -1132,6 +1124,12 @@ async fn check_unchanged(
 
 #[async_trait]
 impl Storage for LocalStorage {
+    /// `Unsupported` with `no_set_modtime`.
+    async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
+        let path = path.to_string();
+        self.run(move |i| i.set_modified(&path, time)).await
+    }
+
     fn capability(&self) -> Capability {
         Capability {
             directories: true,
@@ -1185,13 +1183,9 @@ impl Storage for LocalStorage {
                         .map_err(|e| StorageError::from_io(e, &shown))?;
                 }
                 let check = !self.inner.opts.no_check_updated;
-                let state = (file.take(length), shown, false);
-                let stream = futures::stream::try_unfold(
-                    state,
-                    move |(mut reader, shown, done)| async move {
-                        if done {
-                            return Ok(None);
-                        }
+                let state = (file.take(length), shown);
+                let stream =
+                    futures::stream::try_unfold(state, move |(mut reader, shown)| async move {
                         let mut buf = BytesMut::with_capacity(READ_CHUNK);
                         let n = reader
                             .read_buf(&mut buf)
@@ -1203,9 +1197,8 @@ impl Storage for LocalStorage {
                             }
                             return Ok(None);
                         }
-                        Ok(Some((buf.freeze(), (reader, shown, false))))
-                    },
-                );
+                        Ok(Some((buf.freeze(), (reader, shown))))
+                    });
                 Ok(stream.into_stream().boxed())
             }
         }

@@ -8,10 +8,9 @@
 //! together and sorted by name, so a listing page is one range scan.
 
 use crate::{
-    normalize_path, Capability, Entry, EntryKind, ErrorKind, ListPage, Result, Storage,
-    StorageError, Usage,
+    join_path, normalize_path, ByteStream, Capability, Entry, EntryKind, ErrorKind, ListPage,
+    Result, Storage, StorageError, Usage,
 };
-use crate::{ByteStream, ErrorKind::Conflict};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -82,7 +81,7 @@ fn split(path: &str) -> Key {
 }
 
 fn conflict(path: &str, what: &str) -> StorageError {
-    StorageError::new(Conflict, format!("{path}: {what}"))
+    StorageError::new(ErrorKind::Conflict, format!("{path}: {what}"))
 }
 
 fn poisoned() -> StorageError {
@@ -159,10 +158,11 @@ impl MemoryStorage {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    /// Sets the modification time of a file or directory. Reachable through
-    /// the concrete type ([`Capability::set_mtime`] is true).
-    pub async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
         let path = normalize_path(path)?;
         if path.is_empty() {
             return Err(StorageError::unsupported(
@@ -178,10 +178,7 @@ impl MemoryStorage {
             None => Err(StorageError::not_found(&path)),
         }
     }
-}
 
-#[async_trait]
-impl Storage for MemoryStorage {
     fn capability(&self) -> Capability {
         Capability {
             directories: true,
@@ -224,7 +221,7 @@ impl Storage for MemoryStorage {
             .range((start, Bound::Unbounded))
             .take_while(|((parent, _), _)| *parent == dir)
             .take(limit + 1)
-            .map(|((parent, name), node)| node.entry(crate::join_path(parent, name)))
+            .map(|((parent, name), node)| node.entry(join_path(parent, name)))
             .collect();
         let next = if entries.len() > limit {
             entries.truncate(limit);

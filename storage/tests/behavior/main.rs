@@ -4,10 +4,10 @@
 //! Adding a driver is one line there plus a fixture function in
 //! [`fixtures`] (return `None` to skip when its server is not available).
 //! Adding a check is a function in [`suite`] plus its name in the list inside
-//! the macro. Driver-specific tests live in their own modules (`local`).
+//! the macro. Driver-specific tests live in their own modules (`local_driver`).
 
 mod fixtures;
-mod local;
+mod local_driver;
 mod suite;
 
 /// Expands to one `mod <driver>` with one `#[tokio::test]` per suite check.

@@ -47,7 +47,10 @@ pub fn failing(prefix: &[u8]) -> ByteStream {
     let items = vec![
         Ok(Bytes::copy_from_slice(prefix)),
         Ok(Bytes::copy_from_slice(prefix)),
-        Err(StorageError::new(ErrorKind::Transient, "body failed midway")),
+        Err(StorageError::new(
+            ErrorKind::Transient,
+            "body failed midway",
+        )),
     ];
     futures::stream::iter(items).boxed()
 }
@@ -101,7 +104,10 @@ pub async fn list_all(st: &Store, dir: &str, limit: usize) -> (Vec<Entry>, usize
     let mut sorted = names.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(names, sorted, "listing of {dir:?} not sorted or has duplicates");
+    assert_eq!(
+        names, sorted,
+        "listing of {dir:?} not sorted or has duplicates"
+    );
     (all, pages)
 }
 
@@ -161,7 +167,10 @@ pub async fn write_read_large(st: Store) {
         .await
         .unwrap();
     assert_eq!(entry.size, data.len() as u64);
-    assert_eq!(st.stat("big/large.bin").await.unwrap().size, data.len() as u64);
+    assert_eq!(
+        st.stat("big/large.bin").await.unwrap().size,
+        data.len() as u64
+    );
     let mut body = st.read("big/large.bin", None).await.unwrap();
     let mut got = Vec::with_capacity(data.len());
     while let Some(chunk) = body.next().await {
@@ -249,7 +258,13 @@ pub async fn list_sorted_with_kinds(st: Store) {
     let (entries, _) = list_all(&st, "mix", 2).await;
     let got: Vec<(&str, EntryKind, u64)> = entries
         .iter()
-        .map(|e| (e.name(), e.kind, if e.kind == EntryKind::Dir { 0 } else { e.size }))
+        .map(|e| {
+            (
+                e.name(),
+                e.kind,
+                if e.kind == EntryKind::Dir { 0 } else { e.size },
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -454,16 +469,31 @@ pub async fn copy_file(st: Store) {
         kind_of(st.copy("cp/missing", "cp/x").await),
         ErrorKind::NotFound
     );
-    assert!(st.copy("cp/nested", "cp/nested2").await.is_err(), "copying a directory");
+    assert!(
+        st.copy("cp/nested", "cp/nested2").await.is_err(),
+        "copying a directory"
+    );
     assert_eq!(kind_of(st.stat("cp/x").await), ErrorKind::NotFound);
 }
 
 pub async fn missing_is_not_found(st: Store) {
     put(&st, "exists/file", b"x").await;
     for path in ["nope", "nope/deeper/file", "exists/nope"] {
-        assert_eq!(kind_of(st.stat(path).await), ErrorKind::NotFound, "stat {path}");
-        assert_eq!(read_err(&st, path).await, ErrorKind::NotFound, "read {path}");
-        assert_eq!(kind_of(st.delete(path).await), ErrorKind::NotFound, "delete {path}");
+        assert_eq!(
+            kind_of(st.stat(path).await),
+            ErrorKind::NotFound,
+            "stat {path}"
+        );
+        assert_eq!(
+            read_err(&st, path).await,
+            ErrorKind::NotFound,
+            "read {path}"
+        );
+        assert_eq!(
+            kind_of(st.delete(path).await),
+            ErrorKind::NotFound,
+            "delete {path}"
+        );
         assert_eq!(
             kind_of(st.rename(path, "exists/other").await),
             ErrorKind::NotFound,
@@ -541,7 +571,10 @@ pub async fn stat_entries(st: Store) {
         );
     }
     let dir = st.stat("s").await.unwrap();
-    assert_eq!((dir.path.as_str(), dir.kind, dir.size), ("s", EntryKind::Dir, 0));
+    assert_eq!(
+        (dir.path.as_str(), dir.kind, dir.size),
+        ("s", EntryKind::Dir, 0)
+    );
     // Listing and stat agree.
     let (listed, _) = list_all(&st, "s", 0).await;
     assert_eq!(listed[0].size, file.size);
@@ -551,8 +584,16 @@ pub async fn stat_entries(st: Store) {
 pub async fn dotdot_refused(st: Store) {
     put(&st, "dd/x", b"x").await;
     for path in ["../x", "dd/../../x", "dd/..", ".."] {
-        assert_eq!(kind_of(st.stat(path).await), ErrorKind::Permission, "stat {path}");
-        assert_eq!(read_err(&st, path).await, ErrorKind::Permission, "read {path}");
+        assert_eq!(
+            kind_of(st.stat(path).await),
+            ErrorKind::Permission,
+            "stat {path}"
+        );
+        assert_eq!(
+            read_err(&st, path).await,
+            ErrorKind::Permission,
+            "read {path}"
+        );
         assert_eq!(
             kind_of(st.write(path, once("no")).await),
             ErrorKind::Permission,
@@ -562,8 +603,14 @@ pub async fn dotdot_refused(st: Store) {
         assert_eq!(kind_of(st.delete(path).await), ErrorKind::Permission);
         assert_eq!(kind_of(st.mkdir(path).await), ErrorKind::Permission);
         assert_eq!(kind_of(st.rmdir(path).await), ErrorKind::Permission);
-        assert_eq!(kind_of(st.rename("dd/x", path).await), ErrorKind::Permission);
-        assert_eq!(kind_of(st.rename(path, "dd/y").await), ErrorKind::Permission);
+        assert_eq!(
+            kind_of(st.rename("dd/x", path).await),
+            ErrorKind::Permission
+        );
+        assert_eq!(
+            kind_of(st.rename(path, "dd/y").await),
+            ErrorKind::Permission
+        );
         if st.capability().copy {
             assert_eq!(kind_of(st.copy("dd/x", path).await), ErrorKind::Permission);
         }
@@ -592,11 +639,17 @@ pub async fn capability_truth(st: Store) {
         assert_eq!(st.stat("cap/empty").await.unwrap().kind, EntryKind::Dir);
         let (entries, _) = list_all(&st, "cap", 0).await;
         assert_eq!(entries.len(), 1);
-        assert_eq!((entries[0].name(), entries[0].kind), ("empty", EntryKind::Dir));
+        assert_eq!(
+            (entries[0].name(), entries[0].kind),
+            ("empty", EntryKind::Dir)
+        );
     }
     if !cap.copy {
         put(&st, "cap/a", b"a").await;
-        assert_eq!(kind_of(st.copy("cap/a", "cap/b").await), ErrorKind::Unsupported);
+        assert_eq!(
+            kind_of(st.copy("cap/a", "cap/b").await),
+            ErrorKind::Unsupported
+        );
     }
 }
 
@@ -620,14 +673,20 @@ pub async fn write_conflicts(st: Store) {
     }
     put(&st, "wc/dir/x", b"x").await;
     put(&st, "wc/file", b"f").await;
-    assert_eq!(kind_of(st.write("wc/dir", once("no")).await), ErrorKind::Conflict);
+    assert_eq!(
+        kind_of(st.write("wc/dir", once("no")).await),
+        ErrorKind::Conflict
+    );
     assert_eq!(
         kind_of(st.write("wc/file/child", once("no")).await),
         ErrorKind::Conflict
     );
     assert_eq!(kind_of(st.write("", once("no")).await), ErrorKind::Conflict);
     assert_eq!(read_err(&st, "wc/dir").await, ErrorKind::Conflict);
-    assert_eq!(kind_of(st.list("wc/file", None, 0).await), ErrorKind::Conflict);
+    assert_eq!(
+        kind_of(st.list("wc/file", None, 0).await),
+        ErrorKind::Conflict
+    );
     assert_eq!(get(&st, "wc/file").await, b"f");
 }
 
