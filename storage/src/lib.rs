@@ -8,11 +8,18 @@ pub mod catalog;
 pub mod drivers;
 mod error;
 mod path;
+pub mod remote;
+mod resolve;
+mod subpath;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod traced;
 pub mod units;
 
 pub use error::{ErrorKind, StorageError};
 pub use path::{join_path, normalize_path};
+pub use resolve::Resolve;
+pub use subpath::SubPath;
 pub use traced::Traced;
 
 use async_trait::async_trait;

@@ -1,8 +1,8 @@
 //! `local`-only checks: root confinement, symlinks, every option, atomic
 //! writes, probe. Also the factory's handling of slugs.
 
-use crate::suite::{chunked, get, names, pattern, put};
-use berth_storage::drivers::{build, DriverEnv, LocalStorage};
+use berth_storage::drivers::{DriverEnv, LocalStorage};
+use berth_storage::testkit::{chunked, get, names, pattern, put};
 use berth_storage::{collect, once, ErrorKind, Storage, StorageError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -27,17 +27,22 @@ fn env_for(dirs: &[&Path]) -> DriverEnv {
     }
 }
 
+/// Builds a `local` driver the way the engine factory does.
+async fn build(config: &Map<String, Value>, env: &DriverEnv) -> Result<Store, StorageError> {
+    Ok(Arc::new(LocalStorage::from_config(config, env).await?))
+}
+
 /// A `local` backend on a fresh temp dir with extra options.
 async fn local_with(options: Value) -> (TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = build("local", &config(options), &env_for(&[dir.path()]))
+    let store = build(&config(options), &env_for(&[dir.path()]))
         .await
         .unwrap_or_else(|e| panic!("build: {e}"));
     (dir, store)
 }
 
 async fn build_err(options: Value, env: &DriverEnv) -> StorageError {
-    match build("local", &config(options), env).await {
+    match build(&config(options), env).await {
         Ok(s) => panic!("expected a config error, built {s:?}"),
         Err(e) => e,
     }
@@ -85,20 +90,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         out.push(path);
     }
     out
-}
-
-// ---------------------------------------------------------------- factory
-
-#[tokio::test]
-async fn build_dispatches_by_slug() {
-    let env = DriverEnv::default();
-    let memory = build("memory", &config(json!({"description": "x"})), &env)
-        .await
-        .unwrap();
-    assert!(memory.capability().directories);
-    let err = build("s3", &Map::new(), &env).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Unsupported);
-    assert_eq!(err.message, "provider 's3' has no storage engine yet");
 }
 
 // ---------------------------------------------------------------- root
@@ -226,7 +217,7 @@ fn link_farm() -> LinkFarm {
 async fn farm_store(farm: &LinkFarm, options: Value) -> Store {
     let mut options = config(options);
     options.insert("root".into(), json!(farm.root.path()));
-    build("local", &options, &env_for(&[farm.root.path()]))
+    build(&options, &env_for(&[farm.root.path()]))
         .await
         .unwrap()
 }
@@ -501,7 +492,7 @@ async fn options_are_validated_and_named() {
     for options in accepted {
         let mut options = config(options);
         options.insert("root".into(), json!(""));
-        build("local", &options, &env)
+        build(&options, &env)
             .await
             .unwrap_or_else(|e| panic!("{options:?}: {e}"));
     }
@@ -513,7 +504,7 @@ async fn options_are_validated_and_named() {
         "nounc": false, "no_preallocate": false, "no_sparse": false, "no_check_updated": false,
         "no_set_modtime": false, "no_clone": false, "time_type": "0"
     });
-    build("local", &config(defaults), &env).await.unwrap();
+    build(&config(defaults), &env).await.unwrap();
 }
 
 #[tokio::test]
@@ -537,7 +528,7 @@ async fn time_type_selects_the_reported_time() {
         ("atime", Some(atime)),
         ("ctime", None),
     ] {
-        let st = build("local", &config(json!({"time_type": time_type})), &env)
+        let st = build(&config(json!({"time_type": time_type})), &env)
             .await
             .unwrap();
         for name in ["f.txt", "d"] {
@@ -555,7 +546,7 @@ async fn time_type_selects_the_reported_time() {
     }
     // btime: a recent creation time where the filesystem keeps one, else a
     // clear config error.
-    match build("local", &config(json!({"time_type": "btime"})), &env).await {
+    match build(&config(json!({"time_type": "btime"})), &env).await {
         Ok(st) => {
             let got = st.stat("f.txt").await.unwrap().modified.unwrap();
             assert!(got > recent, "btime {got:?}");
@@ -604,7 +595,6 @@ async fn unicode_normalization_uses_nfc_names() {
     assert_eq!(kind_of(plain.stat(nfc).await), ErrorKind::NotFound);
 
     let st = build(
-        "local",
         &config(json!({"unicode_normalization": true})),
         &env_for(&[dir.path()]),
     )
@@ -637,18 +627,13 @@ async fn one_file_system_hides_other_filesystems() {
         return;
     }
     let env = env_for(&[Path::new("/")]);
-    let all = build(
-        "local",
-        &config(json!({"root": "/", "skip_links": true})),
-        &env,
-    )
-    .await
-    .unwrap();
+    let all = build(&config(json!({"root": "/", "skip_links": true})), &env)
+        .await
+        .unwrap();
     assert!(names(&all, "").await.contains(&"proc".to_string()));
     assert!(all.stat("proc").await.is_ok());
 
     let one = build(
-        "local",
         &config(json!({"root": "/", "skip_links": true, "one_file_system": true})),
         &env,
     )
@@ -791,13 +776,9 @@ async fn probe_names_a_vanished_root() {
     let parent = tempfile::tempdir().unwrap();
     let root = parent.path().join("root");
     fs::create_dir(&root).unwrap();
-    let st = build(
-        "local",
-        &config(json!({"root": root})),
-        &env_for(&[parent.path()]),
-    )
-    .await
-    .unwrap();
+    let st = build(&config(json!({"root": root})), &env_for(&[parent.path()]))
+        .await
+        .unwrap();
     st.probe().await.unwrap();
     fs::remove_dir(&root).unwrap();
     let err = st.probe().await.unwrap_err();

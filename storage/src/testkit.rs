@@ -1,4 +1,8 @@
-//! Driver-independent checks. Each takes a fresh storage and panics on a
+//! The behaviour suite: driver-independent checks of the [`Storage`](crate::Storage)
+//! contract, written once and run against every driver and wrapper with
+//! [`behaviour_suite!`](crate::behaviour_suite). Enabled by the `testkit` feature.
+//!
+//! Each check Each takes a fresh storage and panics on a
 //! behaviour that breaks the [`Storage`] contract. Checks that depend on a
 //! capability read the flag and verify that it tells the truth.
 //!
@@ -9,9 +13,7 @@
 //!   page; `limit == 0` lets the driver choose the page size;
 //! - a write whose body fails leaves the previous state untouched.
 
-use berth_storage::{
-    collect, once, ByteStream, Entry, EntryKind, ErrorKind, Storage, StorageError,
-};
+use crate::{collect, once, ByteStream, Entry, EntryKind, ErrorKind, Storage, StorageError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeSet;
@@ -714,4 +716,68 @@ pub async fn probe_ok(st: Store) {
     st.probe().await.unwrap();
     put(&st, "p", b"p").await;
     st.probe().await.unwrap();
+}
+
+/// A storage under test and whatever must outlive it (a temp dir, a server handle).
+pub struct Fixture {
+    /// The storage under test.
+    pub storage: Store,
+    _keep: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Fixture {
+    /// A fixture keeping `keep` alive as long as the storage is tested.
+    pub fn new(storage: Store, keep: Option<Box<dyn std::any::Any + Send>>) -> Self {
+        Fixture {
+            storage,
+            _keep: keep,
+        }
+    }
+}
+
+/// Expands to one `mod <driver>` per listed fixture, with one `#[tokio::test]`
+/// per check of the suite. A fixture is an `async fn() -> Option<Fixture>`;
+/// `None` skips (print why in the fixture).
+#[macro_export]
+macro_rules! behaviour_suite {
+    ($($driver:ident => $fixture:path),* $(,)?) => {
+        $(
+            mod $driver {
+                $crate::behaviour_suite!(@tests $fixture;
+                    write_read_small,
+                    write_read_empty,
+                    write_read_large,
+                    ranged_reads,
+                    list_many_paginated,
+                    list_sorted_with_kinds,
+                    nested_paths,
+                    unicode_names,
+                    overwrite,
+                    delete_file,
+                    rename_file,
+                    rename_dir,
+                    rename_conflicts,
+                    copy_file,
+                    missing_is_not_found,
+                    mkdir_rmdir,
+                    stat_entries,
+                    dotdot_refused,
+                    capability_truth,
+                    failed_write_leaves_nothing,
+                    write_conflicts,
+                    concurrent_writes,
+                    probe_ok,
+                );
+            }
+        )*
+    };
+    (@tests $fixture:path; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let Some(fixture) = $fixture().await else { return };
+                $crate::testkit::$test(fixture.storage.clone()).await;
+            }
+        )*
+    };
 }
