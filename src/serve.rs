@@ -7,6 +7,7 @@ use actix::Supervisor;
 use actix_web::HttpServer;
 use berth_actors::{ActorBook, Registry, RegistrySettings, Timing};
 use berth_db::{Db, MasterKey};
+use berth_engines::EngineEnv;
 use berth_storage::drivers::DriverEnv;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,7 +44,10 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     let registry = Registry::load(RegistrySettings {
         db,
         key: Arc::new(key),
-        env: DriverEnv { local_roots },
+        env: EngineEnv {
+            drivers: DriverEnv { local_roots },
+            state_dir: settings.data_dir.join("engines"),
+        },
         timing: Timing {
             probe_timeout: settings.probe_timeout,
             retry_base: settings.retry_base,

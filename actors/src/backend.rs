@@ -3,14 +3,15 @@
 //! failures with capped exponential backoff.
 
 use crate::book::ActorBook;
+use crate::directory::OrgLookup;
 use crate::guard::guard_future;
 use crate::state::{backoff, transition, BackendEvent, BackendState};
 use crate::Timing;
 use actix::prelude::*;
 use berth_db::Db;
+use berth_engines::{BuildContext, EngineEnv};
 use berth_storage::catalog::Config;
-use berth_storage::drivers::{self, DriverEnv};
-use berth_storage::{ErrorKind, Storage, StorageError, Traced};
+use berth_storage::{ErrorKind, Retry, RetryPolicy, Storage, StorageError, Swappable, Traced};
 use std::sync::Arc;
 use tracing::{info_span, Instrument, Span};
 
@@ -31,6 +32,10 @@ pub struct BackendSpec {
     pub state: BackendState,
     /// Probe as soon as the actor starts (restored backends).
     pub probe_on_start: bool,
+    /// Where the live driver is published for wrappers referencing this backend.
+    pub handle: Arc<Swappable>,
+    /// The other backends of the org, for wrapper backends.
+    pub lookup: OrgLookup,
 }
 
 /// Shared services handed to every backend actor.
@@ -40,8 +45,8 @@ pub struct BackendServices {
     pub db: Db,
     /// Where health is reported.
     pub book: ActorBook,
-    /// What drivers need from the configuration.
-    pub env: DriverEnv,
+    /// What engines need from the configuration.
+    pub env: EngineEnv,
     /// Probe timeout and retry policy.
     pub timing: Timing,
 }
@@ -92,39 +97,55 @@ pub struct Disconnect;
 /// What a probe produced: the driver (when one was built) and the outcome.
 type ProbeOutcome = (Option<Arc<dyn Storage>>, Result<(), StorageError>);
 
-/// Builds (when needed) and probes a driver, bounded by the probe timeout.
-async fn build_and_probe(
+/// The inputs of one build-and-probe, owned so the future can outlive the actor's borrow.
+struct ProbeJob {
     id: String,
     slug: String,
     config: Config,
-    env: DriverEnv,
+    env: EngineEnv,
+    lookup: OrgLookup,
     existing: Option<Arc<dyn Storage>>,
     timing: Timing,
-) -> ProbeOutcome {
-    let work = async {
-        let storage = match existing {
-            Some(storage) => storage,
-            None => {
-                let built = drivers::build(&slug, &config, &env).await?;
-                Arc::new(Traced::new(built, id)) as Arc<dyn Storage>
-            }
+}
+
+impl ProbeJob {
+    /// Builds the engine (when needed): traced, with transient failures
+    /// retried in one layer.
+    async fn build(&self) -> Result<Arc<dyn Storage>, StorageError> {
+        if let Some(storage) = &self.existing {
+            return Ok(storage.clone());
+        }
+        let ctx = BuildContext {
+            backend_id: &self.id,
+            env: &self.env,
+            backends: &self.lookup,
         };
-        let probed = storage.probe().await;
-        Ok::<_, StorageError>((storage, probed))
-    };
-    match tokio::time::timeout(timing.probe_timeout, work).await {
-        Ok(Ok((storage, probed))) => (Some(storage), probed),
-        Ok(Err(build_error)) => (None, Err(build_error)),
-        Err(_) => (
-            None,
-            Err(StorageError::new(
-                ErrorKind::Transient,
-                format!(
-                    "the remote did not answer within {}s",
-                    timing.probe_timeout.as_secs()
-                ),
-            )),
-        ),
+        let engine = berth_engines::build(&self.slug, &self.config, &ctx).await?;
+        let retried: Arc<dyn Storage> = Arc::new(Retry::new(engine, RetryPolicy::default()));
+        Ok(Arc::new(Traced::new(retried, self.id.clone())))
+    }
+
+    /// Builds (when needed) and probes, bounded by the probe timeout.
+    async fn run(self) -> ProbeOutcome {
+        let work = async {
+            let storage = self.build().await?;
+            let probed = storage.probe().await;
+            Ok::<_, StorageError>((storage, probed))
+        };
+        match tokio::time::timeout(self.timing.probe_timeout, work).await {
+            Ok(Ok((storage, probed))) => (Some(storage), probed),
+            Ok(Err(build_error)) => (None, Err(build_error)),
+            Err(_) => (
+                None,
+                Err(StorageError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "the remote did not answer within {}s",
+                        self.timing.probe_timeout.as_secs()
+                    ),
+                )),
+            ),
+        }
     }
 }
 
@@ -177,16 +198,29 @@ impl BackendActor {
         }
     }
 
+    fn job(&self, config: Config, existing: Option<Arc<dyn Storage>>) -> ProbeJob {
+        ProbeJob {
+            id: self.spec.id.clone(),
+            slug: self.spec.slug.clone(),
+            config,
+            env: self.services.env.clone(),
+            lookup: self.spec.lookup.clone(),
+            existing,
+            timing: self.services.timing,
+        }
+    }
+
+    /// Installs (or removes) the live driver, for this actor and for wrappers.
+    fn install(&mut self, storage: Option<Arc<dyn Storage>>) {
+        self.spec.handle.set(storage.clone());
+        self.storage = storage;
+    }
+
     /// The probe as an actor future that records its outcome.
     fn probe(&mut self, span: Span) -> impl ActorFuture<Self, Output = Result<(), StorageError>> {
-        let fut = build_and_probe(
-            self.spec.id.clone(),
-            self.spec.slug.clone(),
-            self.spec.config.clone(),
-            self.services.env.clone(),
-            self.storage.clone(),
-            self.services.timing,
-        );
+        let fut = self
+            .job(self.spec.config.clone(), self.storage.clone())
+            .run();
         fut::wrap_future::<_, Self>(guard_future(fut).instrument(span))
             .map(|outcome, act, ctx| act.finish_probe(outcome, ctx))
     }
@@ -207,7 +241,7 @@ impl BackendActor {
             }
         };
         if storage.is_some() {
-            self.storage = storage;
+            self.install(storage);
         }
         match &probed {
             Ok(()) => self.apply(BackendEvent::ProbeSucceeded, None),
@@ -274,7 +308,7 @@ impl Supervised for BackendActor {
             .book
             .record_restart(KIND, &self.spec.id, &cause);
         self.retry = None;
-        self.storage = None;
+        self.install(None);
         self.spec.probe_on_start = true;
     }
 }
@@ -295,14 +329,7 @@ impl Handler<CheckCredentials> for BackendActor {
     fn handle(&mut self, msg: CheckCredentials, _ctx: &mut Context<Self>) -> Self::Result {
         let span =
             info_span!(parent: &msg.span, "backend.check_credentials", backend = %self.spec.id);
-        let fut = build_and_probe(
-            self.spec.id.clone(),
-            self.spec.slug.clone(),
-            msg.config,
-            self.services.env.clone(),
-            None,
-            self.services.timing,
-        );
+        let fut = self.job(msg.config, None).run();
         Box::pin(
             async move {
                 match guard_future(fut).await {
@@ -324,7 +351,7 @@ impl Handler<Adopt> for BackendActor {
 
     fn handle(&mut self, msg: Adopt, ctx: &mut Context<Self>) {
         self.spec.config = msg.config;
-        self.storage = Some(msg.storage);
+        self.install(Some(msg.storage));
         self.begin_probe(ctx);
         self.apply(BackendEvent::ProbeSucceeded, None);
     }
@@ -336,7 +363,7 @@ impl Handler<Disconnect> for BackendActor {
     fn handle(&mut self, _msg: Disconnect, ctx: &mut Context<Self>) {
         self.cancel_retry(ctx);
         self.apply(BackendEvent::Disconnect, None);
-        self.storage = None;
+        self.install(None);
         self.apply(BackendEvent::Disconnected, None);
         self.services.book.remove(KIND, &self.spec.id);
     }

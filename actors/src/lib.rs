@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod book;
+mod directory;
 mod error;
 mod guard;
 pub mod registry;

@@ -8,14 +8,16 @@ use crate::backend::{
     self, Adopt, BackendActor, BackendServices, BackendSpec, CheckCredentials, Disconnect, Probe,
 };
 use crate::book::{iso, ActorBook, ActorHealth};
+use crate::directory::Directory;
 use crate::error::RegistryError;
 use crate::guard::guard;
 use crate::state::BackendState;
 use crate::Timing;
 use actix::prelude::*;
 use berth_db::{BackendRow, Db, DbError, MasterKey};
+use berth_engines::{references, EngineEnv};
 use berth_storage::catalog::{catalog, Config, Provider};
-use berth_storage::drivers::DriverEnv;
+use berth_storage::Swappable;
 use chrono::{TimeZone, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,8 +33,8 @@ pub struct RegistrySettings {
     pub db: Db,
     /// The key sealing stored configs.
     pub key: Arc<MasterKey>,
-    /// Driver configuration (local roots, ...).
-    pub env: DriverEnv,
+    /// What engines need (local roots, state dir).
+    pub env: EngineEnv,
     /// Probe timeout and retry policy.
     pub timing: Timing,
     /// The actor book shown at `/api/v1/health/actors`.
@@ -50,6 +52,8 @@ struct BackendEntry {
     config: Config,
     addr: Addr<BackendActor>,
     busy: Option<Busy>,
+    /// Backends (names or ids) this one's config references.
+    references: Vec<String>,
 }
 
 /// A backend as the API shows it (config already redacted).
@@ -183,6 +187,8 @@ pub struct Registry {
     restored: Vec<(BackendRow, Config)>,
     /// (org, name) pairs held by creates still probing.
     reserved_names: HashSet<(String, String)>,
+    /// Live storage of every backend, for wrappers.
+    directory: Directory,
     panic_cause: Option<String>,
 }
 
@@ -256,6 +262,7 @@ impl Registry {
             backends: HashMap::new(),
             restored,
             reserved_names: HashSet::new(),
+            directory: Directory::default(),
             panic_cause: None,
         })
     }
@@ -268,13 +275,13 @@ impl Registry {
             timing: self.settings.timing,
         }
     }
-
     fn start_backend(
         &self,
         row: &BackendRow,
         config: &Config,
         state: BackendState,
         probe_on_start: bool,
+        handle: Arc<Swappable>,
     ) -> Addr<BackendActor> {
         let spec = BackendSpec {
             id: row.id.clone(),
@@ -283,9 +290,68 @@ impl Registry {
             config: config.clone(),
             state,
             probe_on_start,
+            handle,
+            lookup: self.directory.for_org(&row.org),
         };
         let services = self.services();
         Supervisor::start(move |_| BackendActor::new(spec, services))
+    }
+
+    /// Refuses references to backends the org does not have, and cycles.
+    fn check_references(
+        &self,
+        org: &str,
+        name: Option<&str>,
+        refs: &[String],
+    ) -> Result<(), RegistryError> {
+        for reference in refs {
+            if Some(reference.as_str()) == name {
+                return Err(RegistryError::Invalid(format!(
+                    "Backend '{reference}' cannot reference itself (reference cycle)"
+                )));
+            }
+            if !self.directory.contains(org, reference) {
+                return Err(RegistryError::Invalid(format!(
+                    "Invalid remote specification: backend '{reference}' does not exist"
+                )));
+            }
+        }
+        // Stored references always point at existing backends and the new
+        // backend is referenced by nobody yet, so the walk can only meet it
+        // through its name; walk anyway so the invariant is checked, not assumed.
+        let mut stack: Vec<&str> = refs.iter().map(String::as_str).collect();
+        let mut seen = HashSet::new();
+        while let Some(key) = stack.pop() {
+            if Some(key) == name {
+                return Err(RegistryError::Invalid(format!(
+                    "Backend references form a cycle through '{key}'"
+                )));
+            }
+            if let Some(entry) = self.entry_by_key(org, key) {
+                if seen.insert(entry.row.id.as_str()) {
+                    stack.extend(entry.references.iter().map(String::as_str));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry_by_key(&self, org: &str, key: &str) -> Option<&BackendEntry> {
+        self.backends
+            .values()
+            .find(|e| e.row.org == org && (e.row.id == key || e.row.name.as_deref() == Some(key)))
+    }
+
+    /// A backend of the org whose config references `entry`.
+    fn referrer_of(&self, entry: &BackendEntry) -> Option<&BackendEntry> {
+        self.backends.values().find(|other| {
+            other.row.org == entry.row.org
+                && other.row.id != entry.row.id
+                && other
+                    .references
+                    .iter()
+                    .any(|r| *r == entry.row.id || Some(r.as_str()) == entry.row.name.as_deref())
+        })
     }
 
     fn find(&self, org: &str, id: &str) -> Result<&BackendEntry, RegistryError> {
@@ -385,6 +451,10 @@ impl Registry {
             Err(err) => return ready(Err(err)),
         };
         let name = name_of(&msg.config);
+        let refs = references(&provider.slug, &msg.config);
+        if let Err(err) = self.check_references(&msg.org, name.as_deref(), &refs) {
+            return ready(Err(err));
+        }
         if let Some(name) = &name {
             if self.name_taken(&msg.org, name) {
                 return ready(Err(RegistryError::Conflict(format!(
@@ -408,11 +478,13 @@ impl Registry {
             created_at_ms: Utc::now().timestamp_millis(),
             last_used_ms: None,
         };
+        let handle = Swappable::new(name.clone().unwrap_or_else(|| row.id.clone()));
         let addr = self.start_backend(
             &row,
             &msg.config,
             BackendState::Connecting { attempt: 0 },
             false,
+            handle.clone(),
         );
         let config = msg.config;
         let probe = addr.send(Probe { span: msg.span });
@@ -422,7 +494,7 @@ impl Registry {
                     act.reserved_names.remove(&(row.org.clone(), name.clone()));
                 }
                 let result = match outcome {
-                    Ok(Ok(())) => act.store_new(row, config, addr.clone()),
+                    Ok(Ok(())) => act.store_new(row, config, addr.clone(), handle, refs),
                     Ok(Err(err)) => Err(RegistryError::ProbeFailed(
                         provider.scrub(&config, &err.message),
                     )),
@@ -443,11 +515,15 @@ impl Registry {
         mut row: BackendRow,
         config: Config,
         addr: Addr<BackendActor>,
+        handle: Arc<Swappable>,
+        references: Vec<String>,
     ) -> Result<BackendView, RegistryError> {
         let plain =
             serde_json::to_vec(&config).map_err(|e| RegistryError::Internal(e.to_string()))?;
         row.sealed_config = self.settings.key.seal(&plain, row.id.as_bytes());
         self.settings.db.insert_backend(&row).map_err(db_error)?;
+        self.directory
+            .insert(&row.org, &row.id, row.name.as_deref(), handle);
         let id = row.id.clone();
         self.backends.insert(
             id.clone(),
@@ -456,6 +532,7 @@ impl Registry {
                 config,
                 addr,
                 busy: None,
+                references,
             },
         );
         Ok(self.view(&self.backends[&id]))
@@ -575,8 +652,21 @@ impl Registry {
                 "Backend is busy with a credential change; retry later".into(),
             ));
         }
+        if let Some(referrer) = self.referrer_of(entry) {
+            let by = referrer
+                .row
+                .name
+                .clone()
+                .unwrap_or_else(|| referrer.row.id.clone());
+            return Err(RegistryError::Conflict(format!(
+                "Backend is used by backend '{by}' ({}); delete that one first",
+                referrer.row.backend_type
+            )));
+        }
         self.settings.db.delete_backend(&msg.id).map_err(db_error)?;
         if let Some(entry) = self.backends.remove(&msg.id) {
+            self.directory
+                .remove(&entry.row.org, &entry.row.id, entry.row.name.as_deref());
             entry.addr.do_send(Disconnect);
         }
         Ok(())
@@ -588,18 +678,30 @@ impl Actor for Registry {
 
     fn started(&mut self, _ctx: &mut Context<Self>) {
         self.settings.book.register(KIND, KIND, None, "running");
-        for (row, config) in std::mem::take(&mut self.restored) {
+        let restored = std::mem::take(&mut self.restored);
+        // Publish every backend before any actor builds, so wrappers find
+        // their upstreams whatever the order.
+        let handles: Vec<_> = restored
+            .iter()
+            .map(|(row, _)| {
+                let handle = Swappable::new(row.name.clone().unwrap_or_else(|| row.id.clone()));
+                self.directory
+                    .insert(&row.org, &row.id, row.name.as_deref(), handle.clone());
+                handle
+            })
+            .collect();
+        for ((row, config), handle) in restored.into_iter().zip(handles) {
             let state = BackendState::from_stored(&row.state);
-            let addr = self.start_backend(&row, &config, state, true);
-            self.backends.insert(
-                row.id.clone(),
-                BackendEntry {
-                    row,
-                    config,
-                    addr,
-                    busy: None,
-                },
-            );
+            let references = references(&row.slug, &config);
+            let addr = self.start_backend(&row, &config, state, true, handle);
+            let entry = BackendEntry {
+                row,
+                config,
+                addr,
+                busy: None,
+                references,
+            };
+            self.backends.insert(entry.row.id.clone(), entry);
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::registry::{
 use crate::{ActorBook, Registry, RegistryError, RegistrySettings, Timing};
 use actix::prelude::*;
 use berth_db::{Db, MasterKey};
+use berth_engines::EngineEnv;
 use berth_storage::catalog::catalog;
 use berth_storage::drivers::DriverEnv;
 use serde_json::json;
@@ -28,8 +29,11 @@ fn fixture() -> Fixture {
     let settings = RegistrySettings {
         db,
         key: Arc::new(MasterKey::generate()),
-        env: DriverEnv {
-            local_roots: vec![local.canonicalize().unwrap()],
+        env: EngineEnv {
+            drivers: DriverEnv {
+                local_roots: vec![local.canonicalize().unwrap()],
+            },
+            state_dir: dir.path().join("state"),
         },
         timing: Timing {
             probe_timeout: Duration::from_secs(5),
@@ -224,7 +228,7 @@ async fn a_panicking_registry_is_restarted_and_keeps_its_backends() {
 async fn failed_backends_retry_until_the_remote_is_back() {
     let fx = fixture();
     let registry = start(&fx.settings);
-    let root = fx.settings.env.local_roots[0].join("flaky");
+    let root = fx.settings.env.drivers.local_roots[0].join("flaky");
     std::fs::create_dir_all(&root).unwrap();
     let id = create(&registry, "acme", "local", json!({"root": root}))
         .await

@@ -10,7 +10,9 @@ mod error;
 mod path;
 pub mod remote;
 mod resolve;
+mod retry;
 mod subpath;
+mod swappable;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod traced;
@@ -19,7 +21,9 @@ pub mod units;
 pub use error::{ErrorKind, StorageError};
 pub use path::{join_path, normalize_path};
 pub use resolve::Resolve;
+pub use retry::{Retry, RetryPolicy};
 pub use subpath::SubPath;
+pub use swappable::Swappable;
 pub use traced::Traced;
 
 use async_trait::async_trait;

@@ -31,7 +31,9 @@ pub async fn engine(slug: &str, body: Value, backends: &Backends) -> Fixture {
     let local = dir.path().join("local");
     std::fs::create_dir_all(&local).unwrap();
     let env = EngineEnv {
-        drivers: DriverEnv { local_roots: vec![local.canonicalize().unwrap()] },
+        drivers: DriverEnv {
+            local_roots: vec![local.canonicalize().unwrap()],
+        },
         state_dir: dir.path().join("state"),
     };
     let config: Config = catalog()
@@ -39,8 +41,14 @@ pub async fn engine(slug: &str, body: Value, backends: &Backends) -> Fixture {
         .unwrap_or_else(|| panic!("{slug} is not in the catalog"))
         .validate_create(&body)
         .unwrap_or_else(|e| panic!("{slug} config: {e}"));
-    let ctx = BuildContext { backend_id: "0123456789abcdef", env: &env, backends };
-    let storage = build(slug, &config, &ctx).await.unwrap_or_else(|e| panic!("build {slug}: {e}"));
+    let ctx = BuildContext {
+        backend_id: "0123456789abcdef",
+        env: &env,
+        backends,
+    };
+    let storage = build(slug, &config, &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("build {slug}: {e}"));
     Fixture::new(storage, Some(Box::new(dir)))
 }
 
@@ -63,5 +71,9 @@ pub fn emulator(var: &str) -> Option<String> {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
