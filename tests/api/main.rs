@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod backends;
+mod cloud;
 mod persistence;
 mod providers;
 mod telemetry;
