@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Start a throwaway S3 server (moto) for berth's tests, with key checking on.
+#
+#   scripts/start-s3.sh                  (idempotent)
+#   BERTH_TEST_S3_PORT=9000              (TCP port on 127.0.0.1)
+#
+# Installs `moto[server]` with pip when it is missing (about 35 s), starts
+# `moto_server` on 127.0.0.1, and turns on its IAM authentication: an IAM
+# user `berth` with an allow-all policy and one access key is created through
+# moto's IAM API while auth is still off, then `/moto-api/reset-auth 0` makes
+# every later request need that key (a wrong secret answers
+# SignatureDoesNotMatch, an unknown key InvalidAccessKeyId).
+#
+# Writes the environment the tests read to /tmp/berth-s3-<port>.env:
+#   BERTH_TEST_S3_ENDPOINT, BERTH_TEST_S3_ACCESS_KEY_ID,
+#   BERTH_TEST_S3_SECRET_ACCESS_KEY
+# Stdout is `# env: <that file>` and, as the last line, the endpoint URL;
+# everything else goes to stderr. So this works:
+#   scripts/start-s3.sh >/dev/null && source /tmp/berth-s3-9000.env
+# When a server started by this script already answers on the port, it is
+# reused with the keys of its env file. Stop it with scripts/stop-s3.sh.
+set -euo pipefail
+
+PORT="${BERTH_TEST_S3_PORT:-9000}"
+BASE="/tmp/berth-s3-${PORT}"
+PIDFILE="${BASE}.pid"
+ENVFILE="${BASE}.env"
+LOG="${BASE}.log"
+ENDPOINT="http://127.0.0.1:${PORT}"
+PYTHON="${PYTHON:-python3}"
+
+log() { echo "start-s3: $*" >&2; }
+
+answers() {
+    "$PYTHON" - "$ENDPOINT" <<'PY' >/dev/null 2>&1
+import sys, urllib.request
+# /moto-api/ does not go through moto's auth and is not counted as an action.
+urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=2).read()
+PY
+}
+
+if [[ -s "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && answers && [[ -s "$ENVFILE" ]]; then
+    log "already running on ${ENDPOINT} (pid $(cat "$PIDFILE"))"
+    echo "# env: ${ENVFILE}"
+    echo "$ENDPOINT"
+    exit 0
+fi
+
+if ! "$PYTHON" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+    log "installing moto[server] with pip"
+    "$PYTHON" -m pip install --quiet 'moto[server]' >&2
+fi
+MOTO_SERVER="$("$PYTHON" -c 'import shutil, sys, os; print(shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server"))')"
+
+if answers; then
+    log "port ${PORT} already answers but not from a server this script started; stop it first"
+    exit 1
+fi
+
+log "starting moto on ${ENDPOINT} (log: ${LOG})"
+nohup "$MOTO_SERVER" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+echo $! >"$PIDFILE"
+
+for _ in $(seq 1 150); do
+    if answers; then
+        break
+    fi
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+        log "moto exited; see ${LOG}"
+        exit 1
+    fi
+    sleep 0.2
+done
+answers || { log "moto did not answer within 30 s; see ${LOG}"; exit 1; }
+
+# Create the IAM user and key while auth is off, then enforce auth.
+"$PYTHON" - "$ENDPOINT" "$ENVFILE" <<'PY'
+import json, sys, urllib.request
+import boto3
+
+endpoint, envfile = sys.argv[1], sys.argv[2]
+
+def reset_auth(count):
+    req = urllib.request.Request(
+        endpoint + "/moto-api/reset-auth", data=count.encode(), method="POST",
+        headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+reset_auth("inf")
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="berth")
+iam.put_user_policy(UserName="berth", PolicyName="allow-all", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}))
+key = iam.create_access_key(UserName="berth")["AccessKey"]
+reset_auth("0")
+with open(envfile, "w") as f:
+    f.write(f"export BERTH_TEST_S3_ENDPOINT={endpoint}\n")
+    f.write(f"export BERTH_TEST_S3_ACCESS_KEY_ID={key['AccessKeyId']}\n")
+    f.write(f"export BERTH_TEST_S3_SECRET_ACCESS_KEY='{key['SecretAccessKey']}'\n")
+PY
+chmod 600 "$ENVFILE"
+log "auth enforced; keys in ${ENVFILE}"
+echo "# env: ${ENVFILE}"
+echo "$ENDPOINT"
