@@ -7,13 +7,14 @@
 //! (`tokio::task::spawn_blocking` or `actix_web::web::block`).
 //!
 //! Each table has its own module holding its model and its `impl Db` block
-//! (`backends` today), so later tables add a module, a `table!` in
+//! (`backends`, `hashes`), so later tables add a module, a `table!` in
 //! [`schema`] and a migration per database kind.
 
 #![warn(missing_docs)]
 
 mod backends;
 pub mod crypto;
+mod hashes;
 mod error;
 mod pool;
 pub mod schema;
@@ -29,6 +30,7 @@ use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
 pub use backends::{new_backend_id, BackendRow};
 pub use crypto::MasterKey;
 pub use error::DbError;
+pub use hashes::HashRow;
 
 use pool::{Manager, SqlitePragmas, Target};
 

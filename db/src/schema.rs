@@ -32,3 +32,21 @@ diesel::table! {
         last_used_ms -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    /// Content hashes kept by `hasher` backends, one row per file.
+    hashes (backend_id, path) {
+        /// The hasher backend's id.
+        backend_id -> Text,
+        /// Path of the file inside the hasher backend.
+        path -> Text,
+        /// File size when the hashes were computed.
+        size -> BigInt,
+        /// File modification time then, Unix milliseconds (NULL: unknown).
+        mtime_ms -> Nullable<BigInt>,
+        /// The hashes as a JSON object, e.g. `{"md5": "..."}`.
+        hashes_json -> Text,
+        /// When the row was written, Unix milliseconds.
+        updated_at_ms -> BigInt,
+    }
+}

@@ -37,7 +37,6 @@ struct Member {
 pub struct Combine {
     /// Sorted by directory name (byte order), as listings are.
     members: Vec<Member>,
-    capability: Capability,
 }
 
 /// Where a path of the combined tree lives.
@@ -59,12 +58,10 @@ pub async fn build(config: &Config, resolve: &dyn Resolve) -> Result<Arc<dyn Sto
     let mut members = Vec::with_capacity(parsed.len());
     for up in parsed {
         let remote = label(&up.remote);
-        let storage = resolve.open(&up.remote).await.map_err(|e| {
-            context(
-                &format!("combine upstream '{}' ({remote})", up.dir),
-                e,
-            )
-        })?;
+        let storage = resolve
+            .open(&up.remote)
+            .await
+            .map_err(|e| context(&format!("combine upstream '{}' ({remote})", up.dir), e))?;
         members.push(Member {
             dir: up.dir,
             remote,
@@ -77,14 +74,7 @@ pub async fn build(config: &Config, resolve: &dyn Resolve) -> Result<Arc<dyn Sto
 impl Combine {
     fn new(mut members: Vec<Member>) -> Self {
         members.sort_by(|a, b| a.dir.cmp(&b.dir));
-        let caps: Vec<Capability> = members.iter().map(|m| m.storage.capability()).collect();
-        let mut capability = all_caps(&caps);
-        // A move between two upstreams is a copy and a delete.
-        capability.atomic_rename &= members.len() == 1;
-        Combine {
-            members,
-            capability,
-        }
+        Combine { members }
     }
 
     fn route(&self, path: &str) -> Result<Route<'_>> {
@@ -178,8 +168,18 @@ impl Combine {
 
 #[async_trait]
 impl Storage for Combine {
+    /// Derived from the upstreams' capabilities at each call (they follow
+    /// their backends, which may be reconnected with other settings).
     fn capability(&self) -> Capability {
-        self.capability
+        let caps: Vec<Capability> = self
+            .members
+            .iter()
+            .map(|m| m.storage.capability())
+            .collect();
+        let mut capability = all_caps(&caps);
+        // A move between two upstreams is a copy and a delete.
+        capability.atomic_rename &= self.members.len() == 1;
+        capability
     }
 
     async fn stat(&self, path: &str) -> Result<Entry> {
@@ -244,7 +244,7 @@ impl Storage for Combine {
     /// Within one upstream this is the upstream's copy; between two it
     /// streams the file through this process.
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
-        if !self.capability.copy {
+        if !self.capability().copy {
             return Err(StorageError::unsupported(
                 "an upstream of this combine backend cannot copy",
             ));
@@ -264,7 +264,11 @@ impl Storage for Combine {
             }
             Route::Inside(b, to) if std::ptr::eq(a, b) => a.storage.copy(&from, &to).await,
             Route::Inside(b, to) => {
-                if b.storage.stat(&to).await.is_ok_and(|e| e.kind == EntryKind::Dir) {
+                if b.storage
+                    .stat(&to)
+                    .await
+                    .is_ok_and(|e| e.kind == EntryKind::Dir)
+                {
                     return Err(conflict(&join_path(&b.dir, &to), "is a directory"));
                 }
                 stream_copy(a.storage.as_ref(), &from, b.storage.as_ref(), &to)
@@ -361,12 +365,8 @@ impl Storage for Combine {
         let results =
             futures::future::join_all(self.members.iter().map(|m| m.storage.probe())).await;
         for (m, result) in self.members.iter().zip(results) {
-            result.map_err(|e| {
-                context(
-                    &format!("combine upstream '{}' ({})", m.dir, m.remote),
-                    e,
-                )
-            })?;
+            result
+                .map_err(|e| context(&format!("combine upstream '{}' ({})", m.dir, m.remote), e))?;
         }
         Ok(())
     }

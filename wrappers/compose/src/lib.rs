@@ -20,11 +20,7 @@ use std::sync::Arc;
 
 /// Builds the wrapper `slug` (`alias`, `union` or `combine`) over the storage
 /// its validated config references.
-pub async fn build(
-    slug: &str,
-    config: &Config,
-    resolve: &dyn Resolve,
-) -> Result<Arc<dyn Storage>> {
+pub async fn build(slug: &str, config: &Config, resolve: &dyn Resolve) -> Result<Arc<dyn Storage>> {
     match slug {
         "alias" => alias::build(config, resolve).await,
         "union" => union::build(config, resolve).await,
@@ -50,10 +46,7 @@ pub(crate) fn context(what: &str, err: StorageError) -> StorageError {
 
 /// A string option of a validated config (`""` when absent).
 pub(crate) fn text<'a>(config: &'a Config, key: &str) -> &'a str {
-    config
-        .get(key)
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
+    config.get(key).and_then(|v| v.as_str()).unwrap_or_default()
 }
 
 /// `Conflict` naming `path` and what is wrong with it.

@@ -1,6 +1,30 @@
-//! chunker, hasher and cache (being written).
+//! Wrapper backends layered over one upstream backend, behind the
+//! [`Storage`] trait:
+//!
+//! - [`chunker`]: splits large files into chunks (rclone's `chunker` layout,
+//!   `simplejson` metadata objects, transactions with or without renames);
+//! - [`hasher`]: computes content hashes while data streams through and keeps
+//!   them in a [`HashStore`] (the service's database);
+//! - [`cache`]: a chunk cache on local disk with cached listings and stats.
+//!
+//! The upstream is the storage the layer's `remote` names, opened through the
+//! [`Resolve`] of the [`LayerContext`] (already rooted at the remote's path).
+//! Each module's doc lists what happens to every option of its provider:
+//! honoured, or refused at build time with `InvalidConfig`/`Unsupported`
+//! naming the option. None is accepted and ignored.
+
+//TMP pub mod cache;
+pub mod chunker;
+mod digest;
+pub mod hasher;
+mod options;
+
+//TMP pub use cache::Cache;
+pub use chunker::Chunker;
+pub use hasher::{DbHashStore, HashStore, Hasher, MemoryHashStore, StoredHashes};
 
 use berth_storage::catalog::Config;
+use berth_storage::remote::Remote;
 use berth_storage::{Resolve, Result, Storage, StorageError};
 use std::path::Path;
 use std::sync::Arc;
@@ -15,13 +39,42 @@ pub struct LayerContext<'a> {
     pub state_dir: &'a Path,
 }
 
-/// Builds the layer `slug` over the storage its `remote` references.
+/// Builds the layer `slug` (`chunker` or `cache`) over the storage its
+/// `remote` references. `hasher` needs a [`HashStore`]: build it with
+/// [`build_with_hashes`]; here it answers `Unsupported`.
 pub async fn build(
     slug: &str,
-    _config: &Config,
-    _ctx: &LayerContext<'_>,
+    config: &Config,
+    ctx: &LayerContext<'_>,
 ) -> Result<Arc<dyn Storage>> {
-    Err(StorageError::unsupported(format!(
-        "provider '{slug}' has no storage engine yet"
-    )))
+    match slug {
+        "chunker" => Ok(Arc::new(Chunker::build(config, ctx).await?)),
+        //TMP "cache" => Ok(Arc::new(Cache::build(config, ctx).await?)),
+        "hasher" => Err(StorageError::unsupported(
+            "provider 'hasher' needs the service's hash database, which is not configured",
+        )),
+        other => Err(StorageError::unsupported(format!(
+            "provider '{other}' is not a layered wrapper"
+        ))),
+    }
+}
+
+/// Builds the layer `slug` like [`build`], giving `hasher` the store that
+/// keeps its hashes (the service passes a [`DbHashStore`]).
+pub async fn build_with_hashes(
+    slug: &str,
+    config: &Config,
+    ctx: &LayerContext<'_>,
+    hashes: Arc<dyn HashStore>,
+) -> Result<Arc<dyn Storage>> {
+    match slug {
+        "hasher" => Ok(Arc::new(Hasher::build(config, ctx, hashes).await?)),
+        other => build(other, config, ctx).await,
+    }
+}
+
+/// Opens the upstream named by the config's `remote`.
+pub(crate) async fn open_remote(config: &Config, ctx: &LayerContext<'_>) -> Result<Arc<dyn Storage>> {
+    let remote = Remote::parse(options::text(config, "remote")).map_err(StorageError::invalid_config)?;
+    ctx.resolve.open(&remote).await
 }

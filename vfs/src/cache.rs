@@ -1,0 +1,567 @@
+//! The disk cache of one mount: sparse data files (one per cached file), a
+//! journal entry per file waiting to upload, byte accounting for eviction.
+//!
+//! Layout under the mount's cache dir:
+//! - `data/<id>`: the file's bytes at their offsets (sparse; which ranges are
+//!   valid is kept in memory as a [`RangeSet`]);
+//! - `journal/<id>`: written when a modified file is closed or fsynced, removed
+//!   once the store confirmed the upload. `Vfs::new` re-queues every entry
+//!   it finds, so a crash loses no closed write.
+//!
+//! Data written into a data file is always written under the item's state
+//! lock, so a download never overwrites newer local writes.
+
+use crate::error::VfsError;
+use crate::inode::Node;
+use crate::ranges::RangeSet;
+use berth_storage::{ByteStream, ErrorKind, Storage, StorageError};
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Unit of downloads into the cache.
+pub(crate) const CHUNK: u64 = 4 * 1024 * 1024;
+/// Unit of uploads read from a data file.
+const UPLOAD_CHUNK: usize = 1024 * 1024;
+const JOURNAL_MAGIC: &str = "berth-vfs-journal 1";
+
+type Fetch = Shared<BoxFuture<'static, Result<(), VfsError>>>;
+
+/// State of a cached file, under the item's lock.
+#[derive(Debug)]
+pub(crate) struct ItemState {
+    /// Logical size of the file.
+    pub size: u64,
+    /// Byte ranges of the data file that hold the file's content.
+    pub present: RangeSet,
+    /// The content differs from the store.
+    pub dirty: bool,
+    /// A journal entry exists for this item.
+    pub journaled: bool,
+    /// Bumped on every change of content.
+    pub generation: u64,
+    /// Open handles, and how many of them may write.
+    pub open: u32,
+    pub writers: u32,
+    pub last_access: Instant,
+    /// When the upload is due (write-back), if scheduled.
+    pub due: Option<Instant>,
+    /// Failed upload attempts in a row.
+    pub failures: u32,
+    /// Size and mtime of the store version the clean content came from.
+    pub remote: Option<(u64, Option<SystemTime>)>,
+    pub mtime: SystemTime,
+    /// The mtime was set explicitly (utimens) and is applied after upload.
+    pub mtime_explicit: bool,
+    /// The file was unlinked: never upload.
+    pub deleted: bool,
+    /// Removed from the cache: the data file is gone.
+    pub evicted: bool,
+}
+
+/// One cached file.
+#[derive(Debug)]
+pub(crate) struct CacheItem {
+    pub id: u64,
+    /// The inode this item belongs to (pinned while the item is attached).
+    pub node: Weak<Node>,
+    file: File,
+    state: Mutex<ItemState>,
+    /// Serializes uploads with renames and deletes of the same file.
+    pub upload_lock: tokio::sync::Mutex<()>,
+    inflight: Mutex<HashMap<u64, Fetch>>,
+}
+
+/// The cache directory of a mount.
+#[derive(Debug)]
+pub(crate) struct DiskCache {
+    data_dir: PathBuf,
+    journal_dir: PathBuf,
+    next_id: AtomicU64,
+    items: Mutex<HashMap<u64, Arc<CacheItem>>>,
+    /// Bytes held in data files (valid ranges).
+    used: AtomicU64,
+}
+
+/// A journal entry found at start.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub id: u64,
+    pub path: String,
+    pub mtime: Option<SystemTime>,
+    pub size: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn encode_time(t: Option<SystemTime>) -> String {
+    match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        Some(d) => d.as_nanos().to_string(),
+        None => "-".into(),
+    }
+}
+
+fn decode_time(s: &str) -> Option<SystemTime> {
+    let nanos: u128 = s.parse().ok()?;
+    let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+impl DiskCache {
+    /// Opens (creating) the cache dir and returns the journal entries left by
+    /// a previous run. Data files without a journal entry are removed.
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<Recovered>), VfsError> {
+        let data_dir = dir.join("data");
+        let journal_dir = dir.join("journal");
+        for d in [&data_dir, &journal_dir] {
+            fs::create_dir_all(d).map_err(|e| VfsError::cache(&d.display().to_string(), e))?;
+        }
+        let mut recovered = Vec::new();
+        let mut max_id = 0;
+        let entries = fs::read_dir(&journal_dir)
+            .map_err(|e| VfsError::cache(&journal_dir.display().to_string(), e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(id) = name.parse::<u64>() else {
+                // A temp file from an interrupted journal write.
+                let _ = fs::remove_file(entry.path());
+                continue;
+            };
+            max_id = max_id.max(id);
+            match Self::parse_journal(&entry.path()) {
+                Some((path, mtime)) => match fs::metadata(data_dir.join(id.to_string())) {
+                    Ok(meta) => recovered.push(Recovered {
+                        id,
+                        path,
+                        mtime,
+                        size: meta.len(),
+                    }),
+                    Err(_) => {
+                        tracing::warn!(%path, "vfs: journal entry without cached data; dropped");
+                        let _ = fs::remove_file(entry.path());
+                    }
+                },
+                None => {
+                    tracing::warn!(file = %entry.path().display(), "vfs: unreadable journal entry; dropped");
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        let keep: std::collections::HashSet<u64> = recovered.iter().map(|r| r.id).collect();
+        if let Ok(entries) = fs::read_dir(&data_dir) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().parse::<u64>().ok();
+                if id.is_none_or(|id| !keep.contains(&id)) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        recovered.sort_by_key(|r| r.id);
+        Ok((
+            DiskCache {
+                data_dir,
+                journal_dir,
+                next_id: AtomicU64::new(max_id + 1),
+                items: Mutex::new(HashMap::new()),
+                used: AtomicU64::new(0),
+            },
+            recovered,
+        ))
+    }
+
+    fn parse_journal(file: &Path) -> Option<(String, Option<SystemTime>)> {
+        let text = fs::read_to_string(file).ok()?;
+        let rest = text.strip_prefix(JOURNAL_MAGIC)?.strip_prefix('\n')?;
+        let (time, path) = rest.split_once('\n')?;
+        Some((path.to_string(), decode_time(time)))
+    }
+
+    /// Creates an item for `node` with `size` bytes, none of them valid yet
+    /// (or, for a recovered item `id`, all of them valid and dirty).
+    pub(crate) fn create(
+        &self,
+        node: &Arc<Node>,
+        size: u64,
+        remote: Option<(u64, Option<SystemTime>)>,
+        mtime: SystemTime,
+        recovered: Option<u64>,
+    ) -> Result<Arc<CacheItem>, VfsError> {
+        let id = recovered.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed));
+        let path = self.data_dir.join(id.to_string());
+        let shown = path.display().to_string();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(recovered.is_none())
+            .open(&path)
+            .map_err(|e| VfsError::cache(&shown, e))?;
+        let mut present = RangeSet::default();
+        if recovered.is_some() {
+            present.insert(0, size);
+            self.used.fetch_add(size, Ordering::Relaxed);
+        } else {
+            file.set_len(size).map_err(|e| VfsError::cache(&shown, e))?;
+        }
+        let item = Arc::new(CacheItem {
+            id,
+            node: Arc::downgrade(node),
+            file,
+            state: Mutex::new(ItemState {
+                size,
+                present,
+                dirty: recovered.is_some(),
+                journaled: recovered.is_some(),
+                generation: 0,
+                open: 0,
+                writers: 0,
+                last_access: Instant::now(),
+                due: None,
+                failures: 0,
+                remote,
+                mtime,
+                mtime_explicit: false,
+                deleted: false,
+                evicted: false,
+            }),
+            upload_lock: tokio::sync::Mutex::new(()),
+            inflight: Mutex::new(HashMap::new()),
+        });
+        lock(&self.items).insert(id, item.clone());
+        Ok(item)
+    }
+
+    /// Every item (for the uploader, eviction and statistics).
+    pub(crate) fn items(&self) -> Vec<Arc<CacheItem>> {
+        lock(&self.items).values().cloned().collect()
+    }
+
+    /// Bytes held in data files.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Removes an item and its data file (the caller detached it from its
+    /// node). Its journal entry goes too unless it still waits to upload.
+    pub(crate) fn remove(&self, item: &CacheItem) {
+        let held = {
+            let mut st = item.state();
+            st.evicted = true;
+            let held = st.present.total();
+            st.present.clear();
+            if st.journaled && (st.deleted || !st.dirty) {
+                st.journaled = false;
+                self.remove_journal(item.id);
+            }
+            held
+        };
+        self.used.fetch_sub(held, Ordering::Relaxed);
+        let _ = fs::remove_file(self.data_dir.join(item.id.to_string()));
+        lock(&self.items).remove(&item.id);
+    }
+
+    /// Writes (or rewrites) the journal entry of `item`: it now waits to be
+    /// uploaded to `path`.
+    pub(crate) fn write_journal(
+        &self,
+        item: &CacheItem,
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(), VfsError> {
+        let tmp = self.journal_dir.join(format!("{}.tmp", item.id));
+        let shown = tmp.display().to_string();
+        let body = format!("{JOURNAL_MAGIC}\n{}\n{path}", encode_time(mtime));
+        let mut f = File::create(&tmp).map_err(|e| VfsError::cache(&shown, e))?;
+        f.write_all(body.as_bytes())
+            .map_err(|e| VfsError::cache(&shown, e))?;
+        drop(f);
+        fs::rename(&tmp, self.journal_dir.join(item.id.to_string()))
+            .map_err(|e| VfsError::cache(&shown, e))?;
+        item.state().journaled = true;
+        Ok(())
+    }
+
+    /// Removes the journal entry of item `id`.
+    pub(crate) fn remove_journal(&self, id: u64) {
+        let _ = fs::remove_file(self.journal_dir.join(id.to_string()));
+    }
+}
+
+impl CacheItem {
+    pub(crate) fn state(&self) -> MutexGuard<'_, ItemState> {
+        lock(&self.state)
+    }
+
+    /// Syncs the data file to disk.
+    pub(crate) fn sync(&self) -> Result<(), VfsError> {
+        self.file
+            .sync_data()
+            .map_err(|e| VfsError::cache("sync cached file", e))
+    }
+
+    /// Writes `data` at `offset`, extending the file; returns the new size.
+    pub(crate) fn write(&self, cache: &DiskCache, offset: u64, data: &[u8]) -> Result<u64, VfsError> {
+        let mut st = self.state();
+        if st.evicted {
+            return Err(VfsError::errno_msg(libc::EIO, "cached file was removed"));
+        }
+        self.file
+            .write_at(data, offset)
+            .map_err(|e| VfsError::cache("write cached file", e))?;
+        let before = st.present.total();
+        let end = offset + data.len() as u64;
+        if offset > st.size {
+            // The hole between the old end and this write reads as zeros.
+            let size = st.size;
+            st.present.insert(size, offset);
+        }
+        st.present.insert(offset, end);
+        let grown = st.present.total() - before;
+        cache.used.fetch_add(grown, Ordering::Relaxed);
+        st.size = st.size.max(end);
+        st.dirty = true;
+        st.generation += 1;
+        st.mtime = SystemTime::now();
+        st.mtime_explicit = false;
+        st.last_access = Instant::now();
+        Ok(st.size)
+    }
+
+    /// Sets the size (truncate or extend with zeros).
+    pub(crate) fn truncate(&self, cache: &DiskCache, size: u64) -> Result<(), VfsError> {
+        let mut st = self.state();
+        if st.evicted {
+            return Err(VfsError::errno_msg(libc::EIO, "cached file was removed"));
+        }
+        self.file
+            .set_len(size)
+            .map_err(|e| VfsError::cache("truncate cached file", e))?;
+        let before = st.present.total();
+        if size < st.size {
+            st.present.truncate(size);
+        } else {
+            let old = st.size;
+            st.present.insert(old, size);
+        }
+        let after = st.present.total();
+        if after >= before {
+            cache.used.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            cache.used.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        if size != st.size || st.remote.is_none() {
+            st.dirty = true;
+        }
+        st.size = size;
+        st.generation += 1;
+        st.mtime = SystemTime::now();
+        st.mtime_explicit = false;
+        Ok(())
+    }
+
+    /// Forgets the cached content and takes the store's new version.
+    pub(crate) fn reset(&self, cache: &DiskCache, size: u64, remote: (u64, Option<SystemTime>)) {
+        let mut st = self.state();
+        let held = st.present.total();
+        st.present.clear();
+        cache.used.fetch_sub(held, Ordering::Relaxed);
+        let _ = self.file.set_len(0);
+        let _ = self.file.set_len(size);
+        st.size = size;
+        st.remote = Some(remote);
+        st.generation += 1;
+    }
+
+    /// Reads up to `len` bytes at `offset`, which must be valid already.
+    pub(crate) fn read_valid(&self, offset: u64, len: u64) -> Result<Bytes, VfsError> {
+        let end = {
+            let mut st = self.state();
+            st.last_access = Instant::now();
+            offset.saturating_add(len).min(st.size)
+        };
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break, // a sparse tail reads as zeros already
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(VfsError::cache("read cached file", e)),
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// Makes `[start, end)` valid, downloading missing chunks from `path`, and
+    /// starts downloading the `ahead` chunks after it in the background.
+    pub(crate) async fn ensure(
+        self: &Arc<Self>,
+        cache: &Arc<DiskCache>,
+        storage: &Arc<dyn Storage>,
+        path: &str,
+        start: u64,
+        end: u64,
+        ahead: u64,
+    ) -> Result<(), VfsError> {
+        let (missing, size) = {
+            let st = self.state();
+            let end = end.min(st.size);
+            (st.present.missing(start, end), st.size)
+        };
+        let mut waits = Vec::new();
+        let mut last = None;
+        for (s, e) in missing {
+            for idx in s / CHUNK..e.div_ceil(CHUNK) {
+                if last != Some(idx) {
+                    waits.push(self.fetch(cache, storage, path, idx));
+                    last = Some(idx);
+                }
+            }
+        }
+        if ahead > 0 && end < size {
+            let first = end.div_ceil(CHUNK);
+            for idx in first..first + ahead {
+                let (s, e) = (idx * CHUNK, ((idx + 1) * CHUNK).min(size));
+                if s >= size {
+                    break;
+                }
+                if !self.state().present.contains(s, e) {
+                    drop(self.fetch(cache, storage, path, idx));
+                }
+            }
+        }
+        for r in futures::future::join_all(waits).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// The download of chunk `idx`, shared with any other waiter.
+    fn fetch(
+        self: &Arc<Self>,
+        cache: &Arc<DiskCache>,
+        storage: &Arc<dyn Storage>,
+        path: &str,
+        idx: u64,
+    ) -> Fetch {
+        let mut inflight = lock(&self.inflight);
+        if let Some(f) = inflight.get(&idx) {
+            return f.clone();
+        }
+        let (item, cache, storage, path) = (
+            self.clone(),
+            cache.clone(),
+            storage.clone(),
+            path.to_string(),
+        );
+        let task = tokio::spawn(async move {
+            let r = item.download(&cache, &storage, &path, idx).await;
+            lock(&item.inflight).remove(&idx);
+            r
+        });
+        let fut = async move {
+            task.await
+                .map_err(|e| VfsError::Cache(format!("download task failed: {e}")))?
+        }
+        .boxed()
+        .shared();
+        inflight.insert(idx, fut.clone());
+        fut
+    }
+
+    async fn download(
+        &self,
+        cache: &DiskCache,
+        storage: &Arc<dyn Storage>,
+        path: &str,
+        idx: u64,
+    ) -> Result<(), VfsError> {
+        let size = self.state().size;
+        let start = idx * CHUNK;
+        let end = (start + CHUNK).min(size);
+        if start >= end {
+            return Ok(());
+        }
+        let mut body = storage.read(path, Some((start, end - start))).await?;
+        let mut pos = start;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            self.store_fetched(cache, pos, &chunk)?;
+            pos += chunk.len() as u64;
+            if pos >= end {
+                break;
+            }
+        }
+        let st = self.state();
+        if pos < end.min(st.size) && !st.present.contains(start, end.min(st.size)) {
+            return Err(VfsError::Storage(StorageError::new(
+                ErrorKind::Transient,
+                format!("{path}: the file changed on the store while it was read (ended at {pos}, expected {end})"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes downloaded bytes into the ranges that are still missing.
+    fn store_fetched(&self, cache: &DiskCache, pos: u64, data: &[u8]) -> Result<(), VfsError> {
+        let mut st = self.state();
+        if st.evicted || st.deleted {
+            return Ok(());
+        }
+        let end = (pos + data.len() as u64).min(st.size);
+        for (s, e) in st.present.missing(pos, end) {
+            let slice = &data[(s - pos) as usize..(e - pos) as usize];
+            self.file
+                .write_at(slice, s)
+                .map_err(|e| VfsError::cache("write cached file", e))?;
+            st.present.insert(s, e);
+            cache.used.fetch_add(e - s, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The bytes `[0, size)` of the data file as a body for `Storage::write`.
+    pub(crate) fn body(self: &Arc<Self>, size: u64) -> ByteStream {
+        let item = self.clone();
+        futures::stream::try_unfold(0u64, move |pos| {
+            let item = item.clone();
+            async move {
+                if pos >= size {
+                    return Ok(None);
+                }
+                let len = (size - pos).min(UPLOAD_CHUNK as u64) as usize;
+                let chunk = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len];
+                    let mut done = 0;
+                    while done < len {
+                        match item.file.read_at(&mut buf[done..], pos + done as u64) {
+                            Ok(0) => break,
+                            Ok(n) => done += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(Bytes::from(buf))
+                })
+                .await
+                .map_err(|e| StorageError::new(ErrorKind::Other, format!("cache read task: {e}")))?
+                .map_err(|e| StorageError::from_io(e, "cached file"))?;
+                Ok(Some((chunk, pos + len as u64)))
+            }
+        })
+        .boxed()
+    }
+}

@@ -1,0 +1,223 @@
+//! Streaming reads without the disk cache: ranged reads from the store with
+//! sequential read-ahead.
+//!
+//! A reader keeps a window of *parts* (ranged reads spawned on the runtime,
+//! each collected into one contiguous buffer). The first read of a file
+//! fetches one small part; every read that continues where the window goes
+//! counts as sequential, and sequential readers keep up to
+//! [`MAX_AHEAD`] parts in flight ahead of them, each twice the size of the
+//! previous up to [`MAX_PART`]. A read outside the window drops it and starts
+//! over small. Reads are answered with slices of the part buffers (no copy
+//! unless a read spans two parts). Memory for read-ahead comes from a budget
+//! shared by all readers of the mount; without budget a reader only fetches
+//! what it is asked for.
+
+use crate::error::VfsError;
+use crate::inode::Node;
+use berth_storage::Storage;
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
+
+/// Size of the first part of a reader.
+const MIN_PART: u64 = 512 * 1024;
+/// Largest part.
+pub(crate) const MAX_PART: u64 = 8 * 1024 * 1024;
+/// Most parts in flight ahead of a sequential reader.
+const MAX_AHEAD: usize = 4;
+/// Parts that end this far before a read are kept for reads arriving out of
+/// order (the kernel issues read-ahead requests in parallel).
+const KEEP_BEHIND: u64 = 4 * 1024 * 1024;
+/// Read-ahead budget of one mount, in KiB permits.
+pub(crate) const BUDGET_KIB: usize = 512 * 1024;
+
+type PartData = Shared<BoxFuture<'static, Result<Bytes, VfsError>>>;
+
+#[derive(Debug)]
+struct Part {
+    start: u64,
+    len: u64,
+    data: PartData,
+    abort: AbortHandle,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Part {
+    fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.abort.abort();
+    }
+}
+
+/// The read state of one open handle.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    node: Arc<Node>,
+    storage: Arc<dyn Storage>,
+    budget: Arc<Semaphore>,
+    parts: VecDeque<Part>,
+    next_len: u64,
+    sequential: usize,
+    /// Size of the file when opened (parts are not requested past it).
+    size: u64,
+}
+
+impl Reader {
+    pub(crate) fn new(
+        node: Arc<Node>,
+        storage: Arc<dyn Storage>,
+        budget: Arc<Semaphore>,
+        size: u64,
+    ) -> Self {
+        Reader {
+            node,
+            storage,
+            budget,
+            parts: VecDeque::new(),
+            next_len: MIN_PART,
+            sequential: 0,
+            size,
+        }
+    }
+
+    fn spawn_part(&mut self, start: u64, len: u64, permit: Option<OwnedSemaphorePermit>) {
+        let storage = self.storage.clone();
+        let path = self.node.path();
+        let task = tokio::spawn(async move {
+            let mut body = storage.read(&path, Some((start, len))).await?;
+            let first = match body.next().await {
+                None => return Ok(Bytes::new()),
+                Some(chunk) => chunk?,
+            };
+            if first.len() as u64 >= len {
+                return Ok(first.slice(..len as usize));
+            }
+            let mut buf = BytesMut::with_capacity(len as usize);
+            buf.extend_from_slice(&first);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                let room = len as usize - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if buf.len() as u64 >= len {
+                    break;
+                }
+            }
+            Ok::<_, VfsError>(buf.freeze())
+        });
+        let abort = task.abort_handle();
+        let data = async move {
+            task.await
+                .map_err(|e| VfsError::Cache(format!("read task failed: {e}")))?
+        }
+        .boxed()
+        .shared();
+        self.parts.push_back(Part {
+            start,
+            len,
+            data,
+            abort,
+            _permit: permit,
+        });
+    }
+
+    /// Reads up to `len` bytes at `offset`; short only at the end of the file.
+    pub(crate) async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, VfsError> {
+        let end = offset.saturating_add(len);
+        let in_window = self
+            .parts
+            .front()
+            .is_some_and(|f| f.start <= offset && offset < self.parts.back().map_or(0, Part::end));
+        if in_window {
+            self.sequential += 1;
+            while self
+                .parts
+                .front()
+                .is_some_and(|p| p.end() + KEEP_BEHIND <= offset)
+            {
+                self.parts.pop_front();
+            }
+        } else {
+            self.parts.clear();
+            self.sequential = 0;
+            // Small files come in one part; otherwise start small.
+            let first = if self.size <= 2 * MIN_PART {
+                self.size.max(len)
+            } else {
+                len.max(MIN_PART)
+            };
+            self.spawn_part(offset, first, None);
+            self.next_len = (first * 2).clamp(MIN_PART, MAX_PART);
+        }
+        // Cover the request itself (no budget needed), then read ahead.
+        let covered = self.parts.back().map_or(offset, Part::end);
+        if covered < end {
+            let part = (end - covered).max(self.next_len.min(self.size.saturating_sub(covered)));
+            self.spawn_part(covered, part, None);
+            self.next_len = (self.next_len * 2).min(MAX_PART);
+        }
+        if self.sequential > 0 {
+            let ahead = self.sequential.min(MAX_AHEAD);
+            loop {
+                let at = self.parts.back().map_or(offset, Part::end);
+                let queued = self.parts.iter().filter(|p| p.start >= end).count();
+                if queued >= ahead || at >= self.size {
+                    break;
+                }
+                let part = self.next_len.min(self.size - at);
+                let kib = part.div_ceil(1024) as u32;
+                let Ok(permit) = self.budget.clone().try_acquire_many_owned(kib) else {
+                    break;
+                };
+                self.spawn_part(at, part, Some(permit));
+                self.next_len = (self.next_len * 2).min(MAX_PART);
+            }
+        }
+        self.collect(offset, end).await
+    }
+
+    async fn collect(&self, offset: u64, end: u64) -> Result<Bytes, VfsError> {
+        let mut out: Option<BytesMut> = None;
+        let mut single: Option<Bytes> = None;
+        for part in &self.parts {
+            if part.end() <= offset || part.start >= end {
+                continue;
+            }
+            let data = part.data.clone().await?;
+            let from = offset.max(part.start) - part.start;
+            let to = (end.min(part.end()) - part.start).min(data.len() as u64);
+            let piece = if from < to {
+                data.slice(from as usize..to as usize)
+            } else {
+                Bytes::new()
+            };
+            let short = (data.len() as u64) < part.len;
+            match (&mut out, &single) {
+                (None, None) => single = Some(piece),
+                (None, Some(first)) => {
+                    let mut buf = BytesMut::with_capacity((end - offset) as usize);
+                    buf.extend_from_slice(first);
+                    buf.extend_from_slice(&piece);
+                    out = Some(buf);
+                    single = None;
+                }
+                (Some(buf), _) => buf.extend_from_slice(&piece),
+            }
+            if short {
+                break; // end of file
+            }
+        }
+        Ok(match out {
+            Some(buf) => buf.freeze(),
+            None => single.unwrap_or_default(),
+        })
+    }
+}
