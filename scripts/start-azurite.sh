@@ -56,7 +56,7 @@ else
     log "starting on 127.0.0.1:${PORT} (log: ${LOG})"
     started=$(date +%s%N)
     nohup node "${MAIN}" --blobHost 127.0.0.1 --blobPort "${PORT}" \
-        --inMemoryPersistence --disableTelemetry --skipApiVersionCheck \
+        --inMemoryPersistence --disableTelemetry \
         >"${LOG}" 2>&1 </dev/null &
     echo $! >"${PIDFILE}"
     for _ in $(seq 1 300); do

@@ -4,8 +4,9 @@
 #   scripts/start-s3.sh                  (idempotent)
 #   BERTH_TEST_S3_PORT=9000              (TCP port on 127.0.0.1)
 #
-# Installs `moto[server]` with pip when it is missing (about 35 s), starts
-# `moto_server` on 127.0.0.1, and turns on its IAM authentication: an IAM
+# Installs `moto[server]` 5.2 with pip when it is missing (about 35 s), starts
+# moto's server on 127.0.0.1 (through a small launcher that fixes three moto
+# bugs, see below), and turns on its IAM authentication: an IAM
 # user `berth` with an allow-all policy and one access key is created through
 # moto's IAM API while auth is still off, then `/moto-api/reset-auth 0` makes
 # every later request need that key (a wrong secret answers
@@ -48,9 +49,69 @@ fi
 
 if ! "$PYTHON" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
     log "installing moto[server] with pip"
-    "$PYTHON" -m pip install --quiet 'moto[server]' >&2
+    # The launcher below patches moto internals: keep to the tested series.
+    "$PYTHON" -m pip install --quiet 'moto[server]>=5.2,<5.3' >&2
 fi
-MOTO_SERVER="$("$PYTHON" -c 'import shutil, sys, os; print(shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server"))')"
+
+# This launcher runs moto_server with three fixes (moto 5.2):
+# - its SigV4 check rebuilds the URL from werkzeug's IRI, where `%2F` in
+#   query values and escaped non-ASCII path bytes are decoded, so a listing
+#   with a `/` in its prefix or any non-ASCII key fails with
+#   SignatureDoesNotMatch (for boto3 as well): the check gets the raw
+#   request target (werkzeug's RAW_URI) instead;
+# - CompleteMultipartUpload answers with root element
+#   `CompleteMultipartUploadResponse` where S3 sends
+#   `CompleteMultipartUploadResult`, which aws-sdk-s3 (Rust) rejects;
+# - an unsigned (anonymous) S3 request crashes it (KeyError, HTTP 500) where
+#   S3 answers 403 AccessDenied.
+LAUNCHER="${BASE}-server.py"
+cat >"$LAUNCHER" <<'PY'
+"""moto_server with the S3 fixes described in scripts/start-s3.sh."""
+import sys
+
+import flask
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto import settings
+from moto.core.serialize import S3Serializer
+from moto.iam.access_control import S3IAMRequest
+from moto.s3.exceptions import S3AccessDeniedError
+from moto.server import main
+
+_check = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+
+def _check_raw(self, iam_request_cls, resource="*"):
+    enforced = ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+    if enforced and iam_request_cls is S3IAMRequest and "Authorization" not in self.headers:
+        raise S3AccessDeniedError()
+    raw = flask.request.environ.get("RAW_URI") if flask.has_request_context() else None
+    if not raw:
+        return _check(self, iam_request_cls, resource)
+    uri = self.uri
+    self.uri = "http://moto" + raw
+    try:
+        return _check(self, iam_request_cls, resource)
+    finally:
+        self.uri = uri
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_action = _check_raw
+
+_serialize = S3Serializer._serialized_result_to_response
+
+
+def _serialize_fixed(self, resp, result, shape, serialized_result):
+    resp = _serialize(self, resp, result, shape, serialized_result)
+    if self.operation_model.name == "CompleteMultipartUpload":
+        resp["body"] = resp["body"].replace(
+            "CompleteMultipartUploadResponse", "CompleteMultipartUploadResult"
+        )
+    return resp
+
+
+S3Serializer._serialized_result_to_response = _serialize_fixed
+main(sys.argv[1:])
+PY
 
 if answers; then
     log "port ${PORT} already answers but not from a server this script started; stop it first"
@@ -58,7 +119,7 @@ if answers; then
 fi
 
 log "starting moto on ${ENDPOINT} (log: ${LOG})"
-nohup "$MOTO_SERVER" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+nohup "$PYTHON" "$LAUNCHER" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
 echo $! >"$PIDFILE"
 
 for _ in $(seq 1 150); do

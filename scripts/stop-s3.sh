@@ -22,4 +22,4 @@ if [[ -s "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
 else
     echo "stop-s3: not running on 127.0.0.1:${PORT}" >&2
 fi
-rm -f "$PIDFILE" "${BASE}.env"
+rm -f "$PIDFILE" "${BASE}.env" "${BASE}-server.py"

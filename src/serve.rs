@@ -41,13 +41,15 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     let key = MasterKey::load_or_create(&settings.master_key_file)
         .map_err(|e| format!("master key {}: {e}", settings.master_key_file.display()))?;
     let jwt = jwt_key(&settings)?;
+    let env = EngineEnv {
+        hashes: Arc::new(berth_layers::DbHashStore::new(db.clone())),
+        drivers: DriverEnv { local_roots },
+        state_dir: settings.data_dir.join("engines"),
+    };
     let registry = Registry::load(RegistrySettings {
         db,
         key: Arc::new(key),
-        env: EngineEnv {
-            drivers: DriverEnv { local_roots },
-            state_dir: settings.data_dir.join("engines"),
-        },
+        env,
         timing: Timing {
             probe_timeout: settings.probe_timeout,
             retry_base: settings.retry_base,

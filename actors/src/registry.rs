@@ -644,6 +644,20 @@ impl Registry {
             }),
         )
     }
+    /// Removes what engines kept for a deleted backend: hasher records and
+    /// the on-disk state directory (cache chunks). Failures are logged: the
+    /// backend itself is already gone.
+    fn forget_state(&self, id: &str) {
+        if let Err(err) = self.settings.db.delete_backend_hashes(id) {
+            tracing::warn!(backend = %id, error = %err, "could not delete hasher records");
+        }
+        let dir = self.settings.env.state_dir.join(id);
+        if let Err(err) = std::fs::remove_dir_all(&dir) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(backend = %id, error = %err, "could not remove engine state");
+            }
+        }
+    }
 
     fn delete(&mut self, msg: DeleteBackend) -> Result<(), RegistryError> {
         let entry = self.find(&msg.org, &msg.id)?;
@@ -664,6 +678,7 @@ impl Registry {
             )));
         }
         self.settings.db.delete_backend(&msg.id).map_err(db_error)?;
+        self.forget_state(&msg.id);
         if let Some(entry) = self.backends.remove(&msg.id) {
             self.directory
                 .remove(&entry.row.org, &entry.row.id, entry.row.name.as_deref());

@@ -34,6 +34,7 @@ fn fixture() -> Fixture {
                 local_roots: vec![local.canonicalize().unwrap()],
             },
             state_dir: dir.path().join("state"),
+            hashes: Arc::new(berth_layers::MemoryHashStore::new()),
         },
         timing: Timing {
             probe_timeout: Duration::from_secs(5),

@@ -256,7 +256,13 @@ mod tests {
             // A directory onto a path with rows below it: those are replaced.
             assert_eq!(db.rename_hashes("b", "d", "new").unwrap(), 2);
             let all = [
-                "d/x", "d/sub/y", "d-sibling", "dx/z", "D/upper", "new/x", "new/sub/y",
+                "d/x",
+                "d/sub/y",
+                "d-sibling",
+                "dx/z",
+                "D/upper",
+                "new/x",
+                "new/sub/y",
                 "new/old-target",
             ];
             assert_eq!(
@@ -312,9 +318,16 @@ mod tests {
                 t.join().unwrap();
             }
             for i in 0..20 {
-                assert!(h.db.get_hashes("b", &format!("same/{i}")).unwrap().is_some());
+                assert!(h
+                    .db
+                    .get_hashes("b", &format!("same/{i}"))
+                    .unwrap()
+                    .is_some());
                 assert_eq!(
-                    h.db.get_hashes("b", &format!("t7/{i}")).unwrap().unwrap().size,
+                    h.db.get_hashes("b", &format!("t7/{i}"))
+                        .unwrap()
+                        .unwrap()
+                        .size,
                     i
                 );
             }

@@ -14,8 +14,8 @@
 
 mod backends;
 pub mod crypto;
-mod hashes;
 mod error;
+mod hashes;
 mod pool;
 pub mod schema;
 

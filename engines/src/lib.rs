@@ -20,6 +20,8 @@ pub struct EngineEnv {
     /// Where wrapper backends keep on-disk state (the cache backend's chunks),
     /// one sub-directory per backend id.
     pub state_dir: PathBuf,
+    /// Where `hasher` backends keep their hashes (the service's database).
+    pub hashes: Arc<dyn berth_layers::HashStore>,
 }
 
 /// Finds another backend of the caller's org by name or id.
@@ -87,6 +89,7 @@ pub async fn build(
                 backend_id: ctx.backend_id,
                 resolve: &opener,
                 state_dir: &state_dir,
+                hashes: ctx.env.hashes.clone(),
             };
             berth_layers::build(slug, config, &layer).await
         }

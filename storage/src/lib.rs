@@ -152,6 +152,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// Content hashes of a file known to the store, as `(type, lowercase hex)`
+    /// pairs (`md5`, `sha1`, ...); empty when the store keeps none.
+    async fn hashes(&self, path: &str) -> Result<Vec<(String, String)>> {
+        self.stat(path).await.map(|_| Vec::new())
+    }
+
     /// Checks that the remote answers with the configured credentials by
     /// listing one entry of the root.
     async fn probe(&self) -> Result<()> {

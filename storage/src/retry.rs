@@ -113,6 +113,10 @@ impl Storage for Retry {
         self.policy.run("usage", || self.inner.usage()).await
     }
 
+    async fn hashes(&self, path: &str) -> Result<Vec<(String, String)>> {
+        self.policy.run("hashes", || self.inner.hashes(path)).await
+    }
+
     async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
         self.policy
             .run("set_modified", || self.inner.set_modified(path, time))

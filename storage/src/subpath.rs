@@ -97,6 +97,10 @@ impl Storage for SubPath {
         self.inner.usage().await
     }
 
+    async fn hashes(&self, path: &str) -> Result<Vec<(String, String)>> {
+        self.inner.hashes(&self.outer(path)?).await
+    }
+
     async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
         self.inner.set_modified(&self.outer(path)?, time).await
     }

@@ -91,6 +91,10 @@ impl Storage for Swappable {
         self.current()?.usage().await
     }
 
+    async fn hashes(&self, path: &str) -> Result<Vec<(String, String)>> {
+        self.current()?.hashes(path).await
+    }
+
     async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
         self.current()?.set_modified(path, time).await
     }

@@ -81,6 +81,10 @@ impl Storage for Traced {
         traced!(self, "usage", "", self.inner.usage())
     }
 
+    async fn hashes(&self, path: &str) -> Result<Vec<(String, String)>> {
+        traced!(self, "hashes", path, self.inner.hashes(path))
+    }
+
     async fn set_modified(&self, path: &str, time: SystemTime) -> Result<()> {
         traced!(
             self,

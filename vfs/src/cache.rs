@@ -310,7 +310,12 @@ impl CacheItem {
     }
 
     /// Writes `data` at `offset`, extending the file; returns the new size.
-    pub(crate) fn write(&self, cache: &DiskCache, offset: u64, data: &[u8]) -> Result<u64, VfsError> {
+    pub(crate) fn write(
+        &self,
+        cache: &DiskCache,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, VfsError> {
         let mut st = self.state();
         if st.evicted {
             return Err(VfsError::errno_msg(libc::EIO, "cached file was removed"));

@@ -127,7 +127,11 @@ impl Node {
         Attr {
             ino: self.ino,
             kind: self.kind,
-            size: if self.kind == FileKind::Dir { 0 } else { m.size },
+            size: if self.kind == FileKind::Dir {
+                0
+            } else {
+                m.size
+            },
             mtime: m.mtime.unwrap_or(default_time),
         }
     }

@@ -85,9 +85,9 @@ enum Handle {
 impl Handle {
     fn node(&self) -> Option<&Arc<Node>> {
         match self {
-            Handle::Read { node, .. } | Handle::Write { node, .. } | Handle::Cached { node, .. } => {
-                Some(node)
-            }
+            Handle::Read { node, .. }
+            | Handle::Write { node, .. }
+            | Handle::Cached { node, .. } => Some(node),
             Handle::Dir { .. } => None,
         }
     }
@@ -227,6 +227,11 @@ impl Vfs {
         }
         runtime.spawn(background(vfs.me.clone(), vfs.wake.clone()));
         Ok(vfs)
+    }
+
+    /// The runtime the filesystem's work runs on.
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     fn table_r(&self) -> RwLockReadGuard<'_, Table> {
@@ -375,9 +380,11 @@ impl Vfs {
         }
         let at = Instant::now();
         match self.stat_path(&path).await {
-            Ok(e) => Ok(self
-                .table_w()
-                .upsert(&path, e.kind.into(), Some((e.size, e.modified)), at)),
+            Ok(e) => {
+                Ok(self
+                    .table_w()
+                    .upsert(&path, e.kind.into(), Some((e.size, e.modified)), at))
+            }
             Err(e) if e.is_not_found() => Err(enoent(&path)),
             Err(e) => Err(e),
         }
@@ -557,6 +564,7 @@ impl Vfs {
         let mut m = node.meta();
         m.size = size;
         m.mtime = Some(mtime);
+        m.local_attrs = true;
     }
 
     /// Records that the store now holds `entry` for `node`: attributes, the
@@ -600,7 +608,7 @@ impl Vfs {
                 !st.dirty
                     && st.open == 0
                     && !local
-                    && !m.local_attrs_by_writer()
+                    && m.writers == 0
                     && st.remote != Some((m.size, m.mtime))
             };
             if stale {
@@ -619,7 +627,6 @@ impl Vfs {
             st.dirty = true;
         }
         m.cache = Some(item.clone());
-        m.local_attrs = true;
         Ok(item)
     }
 
@@ -649,7 +656,12 @@ impl Vfs {
         }
         if acc == libc::O_RDONLY {
             let size = node.meta().size;
-            let reader = Reader::new(node.clone(), self.storage.clone(), self.budget.clone(), size);
+            let reader = Reader::new(
+                node.clone(),
+                self.storage.clone(),
+                self.budget.clone(),
+                size,
+            );
             node.meta().open += 1;
             return Ok(self.handles.insert(Handle::Read {
                 node,
@@ -726,7 +738,12 @@ impl Vfs {
     }
 
     /// Creates file `name` in `parent` and opens it with `flags`.
-    pub async fn create(&self, parent: u64, name: &str, flags: i32) -> Result<(Attr, u64), VfsError> {
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        flags: i32,
+    ) -> Result<(Attr, u64), VfsError> {
         match self.child(parent, name).await {
             Ok(node) => {
                 if flags & libc::O_EXCL != 0 {
@@ -899,14 +916,28 @@ impl Vfs {
         Ok(())
     }
 
+    /// Ends the upload of a streaming writer (once) and records the result.
     async fn finish_writer(&self, node: &Arc<Node>, w: &mut Writer) -> Result<(), VfsError> {
-        if w.done.is_some() {
-            return w.done.clone().expect("checked").map(|_| ());
+        if let Some(done) = &w.done {
+            return done.clone().map(|_| ());
         }
-        let entry = w.finish().await?;
+        let result = w.finish().await;
         let (path, unlinked) = {
-            let m = node.meta();
+            let mut m = node.meta();
+            m.writers = m.writers.saturating_sub(1);
+            if m.writers == 0 && m.cache.is_none() {
+                m.local_attrs = false;
+            }
             (m.path.clone(), m.unlinked)
+        };
+        let entry = match result {
+            Ok(entry) => entry,
+            Err(e) => {
+                // The file was not written: it exists only if the store has it.
+                self.table_w().set_local(&path, false);
+                node.meta().fetched = None;
+                return Err(e);
+            }
         };
         if unlinked {
             let _ = self.storage.delete(&w.path).await;
@@ -915,13 +946,6 @@ impl Vfs {
         if path != w.path {
             // Renamed while the upload ran.
             self.storage.rename(&w.path, &path).await?;
-        }
-        {
-            let mut m = node.meta();
-            m.writers = m.writers.saturating_sub(1);
-            if m.writers == 0 && m.cache.is_none() {
-                m.local_attrs = false;
-            }
         }
         self.stored(node, &entry);
         Ok(())
@@ -933,15 +957,7 @@ impl Vfs {
         let result = match &*h {
             Handle::Write { node, writer } => {
                 let mut w = writer.lock().await;
-                let r = self.finish_writer(node, &mut w).await;
-                if r.is_err() {
-                    let mut m = node.meta();
-                    m.writers = m.writers.saturating_sub(1);
-                    if m.writers == 0 && m.cache.is_none() {
-                        m.local_attrs = false;
-                    }
-                }
-                r
+                self.finish_writer(node, &mut w).await
             }
             Handle::Cached {
                 node,
@@ -1080,7 +1096,9 @@ impl Vfs {
         if let (Some(t), true) = (explicit, self.caps.set_mtime) {
             match self.storage.set_modified(&path, t).await {
                 Ok(()) => modified = Some(t),
-                Err(e) => tracing::warn!(%path, error = %e, "vfs: could not set mtime after upload"),
+                Err(e) => {
+                    tracing::warn!(%path, error = %e, "vfs: could not set mtime after upload")
+                }
             }
         }
         let clean = {
@@ -1100,10 +1118,11 @@ impl Vfs {
                 false
             }
         };
-        let stored = Entry {
-            modified,
-            ..entry
-        };
+        if clean {
+            let mut m = node.meta();
+            m.local_attrs = m.writers > 0;
+        }
+        let stored = Entry { modified, ..entry };
         self.stored(&node, &stored);
         if clean {
             self.drop_if_clean(&node, item);
@@ -1277,7 +1296,10 @@ impl Vfs {
 
     /// The children of directory `node`: its listing (cached while fresh)
     /// merged with what exists only through the mount.
-    async fn children(&self, node: &Arc<Node>) -> Result<(Vec<(String, ChildMeta)>, Instant), VfsError> {
+    async fn children(
+        &self,
+        node: &Arc<Node>,
+    ) -> Result<(Vec<(String, ChildMeta)>, Instant), VfsError> {
         let ttl = self.ttl();
         let (path, cached, gen) = {
             let m = node.meta();
@@ -1426,7 +1448,10 @@ impl Vfs {
         }
         // Hold the uploads of everything moved or replaced.
         let mut affected = self.items_under(&from);
-        let replaced = dst.as_ref().map(|_| self.items_under(&to)).unwrap_or_default();
+        let replaced = dst
+            .as_ref()
+            .map(|_| self.items_under(&to))
+            .unwrap_or_default();
         affected.extend(replaced.iter().cloned());
         affected.sort_by_key(|(_, i)| i.id);
         affected.dedup_by_key(|(_, i)| i.id);
@@ -1453,7 +1478,7 @@ impl Vfs {
                 self.cache.remove_journal(item.id);
             }
         }
-        let moved_meta = {
+        {
             let mut t = self.table_w();
             t.rename_path(&from, &to);
             let src_meta = {
@@ -1470,13 +1495,15 @@ impl Vfs {
             if let Some(p) = t.by_path(parent_path(&to)) {
                 p.meta().edit_child(base_name(&to), Some(src_meta));
             }
-            src_meta
-        };
-        let _ = moved_meta;
+        }
         for (node, item) in &affected {
             let (journaled, deleted, mtime) = {
                 let st = item.state();
-                (st.journaled, st.deleted, st.mtime_explicit.then_some(st.mtime))
+                (
+                    st.journaled,
+                    st.deleted,
+                    st.mtime_explicit.then_some(st.mtime),
+                )
             };
             if journaled && !deleted {
                 self.cache.write_journal(item, &node.path(), mtime)?;
@@ -1501,7 +1528,8 @@ impl Vfs {
             let parent = if ino == ROOT_INO {
                 node.clone()
             } else {
-                t.by_path(parent_path(&path)).unwrap_or_else(|| node.clone())
+                t.by_path(parent_path(&path))
+                    .unwrap_or_else(|| node.clone())
             };
             for (name, n) in [(".", &node), ("..", &parent)] {
                 entries.push(DirEntry {
@@ -1511,7 +1539,12 @@ impl Vfs {
                 nodes.push(None);
             }
             for (name, c) in children {
-                let child = t.upsert(&join_path(&path, &name), c.kind, Some((c.size, c.mtime)), at);
+                let child = t.upsert(
+                    &join_path(&path, &name),
+                    c.kind,
+                    Some((c.size, c.mtime)),
+                    at,
+                );
                 entries.push(DirEntry {
                     name,
                     attr: child.attr(self.started),
@@ -1601,10 +1634,16 @@ async fn background(me: Weak<Vfs>, wake: Arc<Notify>) {
             vfs.trim_cache();
             vfs.start_due_uploads()
         };
+        let housekeeping = match me.upgrade() {
+            Some(vfs) => {
+                (vfs.config().cache_max_age / 2).clamp(Duration::from_millis(100), HOUSEKEEPING)
+            }
+            None => return,
+        };
         let sleep = next
             .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(HOUSEKEEPING)
-            .min(HOUSEKEEPING);
+            .unwrap_or(housekeeping)
+            .min(housekeeping);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = wake.notified() => {}

@@ -63,7 +63,7 @@ impl Writer {
     }
 
     /// Appends `data` at `offset`, which must be where the last write ended.
-    pub(crate) async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), VfsError> {
+    pub(crate) async fn write(&mut self, offset: u64, data: Bytes) -> Result<(), VfsError> {
         if self.done.is_some() {
             return Err(VfsError::errno_msg(
                 libc::EBADF,
@@ -79,11 +79,15 @@ impl Writer {
                 ),
             ));
         }
+        self.written += data.len() as u64;
+        if self.buf.is_empty() && data.len() >= SEND_CHUNK {
+            // Large writes go to the upload as they are.
+            return self.send(data).await;
+        }
         if self.buf.capacity() - self.buf.len() < data.len() {
             self.buf.reserve(SEND_CHUNK.max(data.len()));
         }
-        self.buf.extend_from_slice(data);
-        self.written += data.len() as u64;
+        self.buf.extend_from_slice(&data);
         if self.buf.len() >= SEND_CHUNK {
             let piece = self.buf.split().freeze();
             self.send(piece).await?;

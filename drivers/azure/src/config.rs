@@ -257,7 +257,9 @@ fn parse_sas_url(value: &str) -> Result<(Url, Option<String>, String)> {
     let token = url.query().unwrap_or_default().to_string();
     let has = |key: &str| url.query_pairs().any(|(k, _)| k == key);
     if !has("sig") {
-        return Err(invalid("Invalid sas_url: it has no SAS token (no sig parameter)"));
+        return Err(invalid(
+            "Invalid sas_url: it has no SAS token (no sig parameter)",
+        ));
     }
     let resource = url
         .query_pairs()
@@ -271,7 +273,9 @@ fn parse_sas_url(value: &str) -> Result<(Url, Option<String>, String)> {
                 .path_segments()
                 .and_then(|mut s| s.next_back().map(str::to_string))
                 .filter(|n| !n.is_empty())
-                .ok_or_else(|| invalid("Invalid sas_url: a container SAS must name the container in its path"))?;
+                .ok_or_else(|| {
+                    invalid("Invalid sas_url: a container SAS must name the container in its path")
+                })?;
             if let Ok(mut segments) = service.path_segments_mut() {
                 segments.pop();
             }
@@ -312,7 +316,10 @@ fn account_endpoint(config: &Config, what: &str) -> Result<Url> {
             "Invalid account: storage account names are lowercase letters and digits",
         ));
     }
-    parse_endpoint("account", &format!("https://{account}.blob.core.windows.net"))
+    parse_endpoint(
+        "account",
+        &format!("https://{account}.blob.core.windows.net"),
+    )
 }
 
 /// The authentication methods a config selects, in a fixed order.
@@ -366,7 +373,9 @@ fn refuse_strays(config: &Config, method: Method) -> Result<()> {
             "client_id is only used with client_secret and tenant (a service principal)",
         ));
     }
-    if !matches!(method, Method::ClientSecret | Method::AzureCli) && !text(config, "tenant").is_empty() {
+    if !matches!(method, Method::ClientSecret | Method::AzureCli)
+        && !text(config, "tenant").is_empty()
+    {
         return Err(invalid(
             "tenant is only used with client_id/client_secret or use_az",
         ));
@@ -426,7 +435,12 @@ fn credential_error(field: &str, err: azure_core::Error) -> StorageError {
     ))
 }
 
-fn client_secret(tenant: &str, client_id: &str, secret: &str, field: &str) -> Result<Arc<dyn TokenCredential>> {
+fn client_secret(
+    tenant: &str,
+    client_id: &str,
+    secret: &str,
+    field: &str,
+) -> Result<Arc<dyn TokenCredential>> {
     azure_identity::ClientSecretCredential::new(
         tenant,
         client_id.to_string(),
@@ -447,7 +461,12 @@ fn token_credential(config: &Config, method: Method) -> Result<Arc<dyn TokenCred
                     "client_secret needs client_id and tenant (a service principal)",
                 ));
             }
-            client_secret(tenant, client_id, text(config, "client_secret"), "client_secret")
+            client_secret(
+                tenant,
+                client_id,
+                text(config, "client_secret"),
+                "client_secret",
+            )
         }
         Method::ServicePrincipalFile => {
             let (app, password, tenant) =
@@ -457,7 +476,10 @@ fn token_credential(config: &Config, method: Method) -> Result<Arc<dyn TokenCred
         Method::ManagedIdentity => {
             use azure_identity::{ManagedIdentityCredentialOptions, UserAssignedId};
             let ids: Vec<UserAssignedId> = [
-                ("msi_client_id", UserAssignedId::ClientId as fn(String) -> UserAssignedId),
+                (
+                    "msi_client_id",
+                    UserAssignedId::ClientId as fn(String) -> UserAssignedId,
+                ),
                 ("msi_object_id", UserAssignedId::ObjectId),
                 ("msi_mi_res_id", UserAssignedId::ResourceId),
             ]
@@ -499,7 +521,9 @@ fn token_credential(config: &Config, method: Method) -> Result<Arc<dyn TokenCred
 /// and `AZURE_CLIENT_SECRET`; else workload identity when
 /// `AZURE_FEDERATED_TOKEN_FILE` is set; else the managed identity (with
 /// `AZURE_CLIENT_ID` as the user-assigned identity when set).
-fn environment_credential(var: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn TokenCredential>> {
+fn environment_credential(
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn TokenCredential>> {
     let get = |k: &str| var(k).filter(|v| !v.is_empty());
     if let (Some(tenant), Some(client), Some(secret)) = (
         get("AZURE_TENANT_ID"),
@@ -547,7 +571,9 @@ pub(crate) fn settings(config: &Config, clock: Arc<dyn Clock>) -> Result<Setting
         Method::Key => {
             let account = text(config, "account");
             if account.is_empty() {
-                return Err(invalid("Missing account: key needs the storage account name"));
+                return Err(invalid(
+                    "Missing account: key needs the storage account name",
+                ));
             }
             let url = account_endpoint(config, "key")?;
             let signer = SasSigner::new(
@@ -590,12 +616,19 @@ pub(crate) fn settings(config: &Config, clock: Arc<dyn Clock>) -> Result<Setting
                     method_name(token_method)
                 )));
             }
-            (url, None, Auth::Token(token_credential(config, token_method)?))
+            (
+                url,
+                None,
+                Auth::Token(token_credential(config, token_method)?),
+            )
         }
     };
     if let Some(name) = &container {
         crate::paths::check_container_name(name).map_err(|e| {
-            StorageError::new(ErrorKind::InvalidConfig, format!("Invalid sas_url: {}", e.message))
+            StorageError::new(
+                ErrorKind::InvalidConfig,
+                format!("Invalid sas_url: {}", e.message),
+            )
         })?;
     }
     Ok(Settings {
@@ -633,9 +666,15 @@ mod tests {
     fn key_uses_the_account_endpoint() {
         let s = build(json!({"account": "acct", "key": EMULATOR_KEY})).unwrap();
         assert_eq!(s.method, Method::Key);
-        assert_eq!(s.service_url.as_str(), "https://acct.blob.core.windows.net/");
+        assert_eq!(
+            s.service_url.as_str(),
+            "https://acct.blob.core.windows.net/"
+        );
         let s = build(json!({"account": "devstoreaccount1", "key": EMULATOR_KEY, "endpoint": "http://127.0.0.1:10000/devstoreaccount1/"})).unwrap();
-        assert_eq!(s.service_url.as_str(), "http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(
+            s.service_url.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
         assert_eq!(s.options.chunk_size, 4 * 1024 * 1024);
         assert_eq!(s.options.upload_cutoff, 4 * 1024 * 1024);
         assert_eq!(s.options.list_chunk, 5000);
@@ -654,10 +693,16 @@ mod tests {
     #[test]
     fn sas_urls_of_accounts_and_containers() {
         let s = build(json!({"sas_url": "https://acct.blob.core.windows.net/?sv=2025-11-05&ss=b&srt=sco&sp=rl&sig=abc"})).unwrap();
-        assert_eq!(s.service_url.as_str(), "https://acct.blob.core.windows.net/");
+        assert_eq!(
+            s.service_url.as_str(),
+            "https://acct.blob.core.windows.net/"
+        );
         assert_eq!(s.container, None);
         let s = build(json!({"sas_url": "http://127.0.0.1:10000/devstoreaccount1/photos?sv=2025-11-05&sr=c&sp=rl&sig=abc"})).unwrap();
-        assert_eq!(s.service_url.as_str(), "http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(
+            s.service_url.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
         assert_eq!(s.container.as_deref(), Some("photos"));
         let e = refused(json!({"sas_url": "https://a.blob.core.windows.net/c/blob?sr=b&sig=abc"}));
         assert!(e.message.contains("account SAS"), "{}", e.message);
@@ -683,12 +728,30 @@ mod tests {
     #[test]
     fn unsupported_methods_name_the_option() {
         for (body, field) in [
-            (json!({"account": "a", "client_certificate_path": "/c.pem", "client_id": "i", "tenant": "t"}), "client_certificate_path"),
-            (json!({"account": "a", "username": "u@x", "password": "p"}), "username"),
-            (json!({"account": "a", "key": EMULATOR_KEY, "client_send_certificate_chain": true}), "client_send_certificate_chain"),
-            (json!({"account": "a", "key": EMULATOR_KEY, "encoding": "Slash"}), "encoding"),
-            (json!({"account": "a", "key": EMULATOR_KEY, "memory_pool_use_mmap": true}), "memory_pool_use_mmap"),
-            (json!({"account": "a", "key": EMULATOR_KEY, "memory_pool_flush_time": 30}), "memory_pool_flush_time"),
+            (
+                json!({"account": "a", "client_certificate_path": "/c.pem", "client_id": "i", "tenant": "t"}),
+                "client_certificate_path",
+            ),
+            (
+                json!({"account": "a", "username": "u@x", "password": "p"}),
+                "username",
+            ),
+            (
+                json!({"account": "a", "key": EMULATOR_KEY, "client_send_certificate_chain": true}),
+                "client_send_certificate_chain",
+            ),
+            (
+                json!({"account": "a", "key": EMULATOR_KEY, "encoding": "Slash"}),
+                "encoding",
+            ),
+            (
+                json!({"account": "a", "key": EMULATOR_KEY, "memory_pool_use_mmap": true}),
+                "memory_pool_use_mmap",
+            ),
+            (
+                json!({"account": "a", "key": EMULATOR_KEY, "memory_pool_flush_time": 30}),
+                "memory_pool_flush_time",
+            ),
         ] {
             let e = refused(body);
             assert_eq!(e.kind, ErrorKind::Unsupported, "{field}");
@@ -698,20 +761,31 @@ mod tests {
 
     #[test]
     fn token_methods_need_https_and_build_credentials() {
-        let e = refused(json!({"client_id": "c", "client_secret": "s", "tenant": "t", "endpoint": "http://127.0.0.1:10000/devstoreaccount1"}));
+        let e = refused(
+            json!({"client_id": "c", "client_secret": "s", "tenant": "t", "endpoint": "http://127.0.0.1:10000/devstoreaccount1"}),
+        );
         assert_eq!(e.kind, ErrorKind::InvalidConfig);
         assert!(e.message.contains("https"), "{}", e.message);
-        let s = build(json!({"account": "acct", "client_id": "c", "client_secret": "s", "tenant": "t"})).unwrap();
+        let s = build(
+            json!({"account": "acct", "client_id": "c", "client_secret": "s", "tenant": "t"}),
+        )
+        .unwrap();
         assert_eq!(s.method, Method::ClientSecret);
         assert!(matches!(s.auth, Auth::Token(_)));
         let s = build(json!({"account": "acct", "use_msi": true, "msi_client_id": "id"})).unwrap();
         assert_eq!(s.method, Method::ManagedIdentity);
-        let e = refused(json!({"account": "acct", "use_msi": true, "msi_client_id": "id", "msi_object_id": "o"}));
+        let e = refused(
+            json!({"account": "acct", "use_msi": true, "msi_client_id": "id", "msi_object_id": "o"}),
+        );
         assert!(e.message.contains("at most one"));
         let s = build(json!({"account": "acct", "use_az": true, "tenant": "t"})).unwrap();
         assert_eq!(s.method, Method::AzureCli);
         let e = refused(json!({"account": "acct", "client_secret": "s"}));
-        assert!(e.message.contains("needs client_id and tenant"), "{}", e.message);
+        assert!(
+            e.message.contains("needs client_id and tenant"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -720,13 +794,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("sp.json");
         std::fs::write(&good, r#"{"appId":"a","password":"p","tenant":"t"}"#).unwrap();
-        let s = build(json!({"account": "acct", "service_principal_file": good.to_str().unwrap()})).unwrap();
+        let s = build(json!({"account": "acct", "service_principal_file": good.to_str().unwrap()}))
+            .unwrap();
         assert_eq!(s.method, Method::ServicePrincipalFile);
         let cert = dir.join("cert.json");
-        std::fs::write(&cert, r#"{"appId":"a","tenant":"t","fileWithCertAndPrivateKey":"/x.pem"}"#).unwrap();
-        let e = refused(json!({"account": "acct", "service_principal_file": cert.to_str().unwrap()}));
+        std::fs::write(
+            &cert,
+            r#"{"appId":"a","tenant":"t","fileWithCertAndPrivateKey":"/x.pem"}"#,
+        )
+        .unwrap();
+        let e =
+            refused(json!({"account": "acct", "service_principal_file": cert.to_str().unwrap()}));
         assert_eq!(e.kind, ErrorKind::Unsupported);
-        let e = refused(json!({"account": "acct", "service_principal_file": "/nonexistent/sp.json"}));
+        let e =
+            refused(json!({"account": "acct", "service_principal_file": "/nonexistent/sp.json"}));
         assert_eq!(e.kind, ErrorKind::InvalidConfig);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -734,7 +815,12 @@ mod tests {
     #[test]
     fn env_auth_picks_a_credential_from_the_environment() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let sp = environment_credential(&vars(&[
             ("AZURE_TENANT_ID", "t"),
@@ -742,24 +828,47 @@ mod tests {
             ("AZURE_CLIENT_SECRET", "s"),
         ]))
         .unwrap();
-        assert!(format!("{sp:?}").contains("ClientSecretCredential"), "{sp:?}");
+        assert!(
+            format!("{sp:?}").contains("ClientSecretCredential"),
+            "{sp:?}"
+        );
         let msi = environment_credential(&vars(&[])).unwrap();
-        assert!(format!("{msi:?}").contains("ManagedIdentityCredential"), "{msi:?}");
+        assert!(
+            format!("{msi:?}").contains("ManagedIdentityCredential"),
+            "{msi:?}"
+        );
     }
 
     #[test]
     fn option_ranges() {
         let base = |extra: serde_json::Value| {
             let mut body = json!({"account": "acct", "key": EMULATOR_KEY});
-            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             body
         };
         let s = build(base(json!({"chunk_size": "1M", "upload_cutoff": "2M", "upload_concurrency": 4, "list_chunk": 100, "access_tier": "cool", "delete_snapshots": "include", "public_access": "blob"}))).unwrap();
-        assert_eq!((s.options.chunk_size, s.options.upload_cutoff), (1 << 20, 2 << 20));
-        assert_eq!((s.options.upload_concurrency, s.options.list_chunk), (4, 100));
+        assert_eq!(
+            (s.options.chunk_size, s.options.upload_cutoff),
+            (1 << 20, 2 << 20)
+        );
+        assert_eq!(
+            (s.options.upload_concurrency, s.options.list_chunk),
+            (4, 100)
+        );
         assert_eq!(s.options.access_tier, Some(AccessTier::Cool));
-        assert_eq!(refused(base(json!({"list_chunk": 6000}))).kind, ErrorKind::InvalidConfig);
-        assert_eq!(refused(base(json!({"chunk_size": "0"}))).kind, ErrorKind::InvalidConfig);
-        assert_eq!(refused(base(json!({"upload_concurrency": 0}))).kind, ErrorKind::InvalidConfig);
+        assert_eq!(
+            refused(base(json!({"list_chunk": 6000}))).kind,
+            ErrorKind::InvalidConfig
+        );
+        assert_eq!(
+            refused(base(json!({"chunk_size": "0"}))).kind,
+            ErrorKind::InvalidConfig
+        );
+        assert_eq!(
+            refused(base(json!({"upload_concurrency": 0}))).kind,
+            ErrorKind::InvalidConfig
+        );
     }
 }

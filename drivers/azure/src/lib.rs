@@ -18,8 +18,10 @@
 //!
 //! Listings are sorted by name with the last name as the cursor (see the
 //! `list` module); reads are ranged; writes stream (see the `upload` module); rename is a
-//! server-side copy and a delete (not atomic); usage is unsupported. The SDK's
-//! retries are off: the service's retry layer retries `Transient` errors.
+//! server-side copy and a delete (not atomic); usage is unsupported. The
+//! service's retry layer retries `Transient` errors; the SDK's own retries
+//! are bounded to 2 quick ones (100 ms, 200 ms; 5 s in all) for connection
+//! hiccups and 408/429/5xx answers.
 //!
 //! # Errors
 //!

@@ -55,7 +55,9 @@ pub(crate) struct RawPage {
     pub saw_marker: bool,
     /// Azure's continuation marker, when more results follow.
     pub next_marker: Option<String>,
-    /// The key (relative to the prefix) of the last result, of any kind.
+    /// The greatest key (relative to the prefix) of the results, of any
+    /// kind: everything up to it was listed. (Azurite sends the prefixes
+    /// after the blobs, so this is not always the last one.)
     pub last_key: Option<String>,
 }
 
@@ -154,7 +156,9 @@ pub(crate) fn parse(body: &[u8], prefix: &str) -> azure_core::Result<RawPage> {
         let Some(key) = full.strip_prefix(prefix) else {
             continue;
         };
-        page.last_key = Some(key.to_string());
+        if page.last_key.as_deref().is_none_or(|last| key > last) {
+            page.last_key = Some(key.to_string());
+        }
         let name = match kind {
             EntryKind::Dir => key.trim_end_matches('/'),
             EntryKind::File => key,
@@ -252,7 +256,7 @@ impl Lister {
 /// Directories not yet seen that could sort before a seen name: for a seen
 /// `name` with a byte below `/` at position `i`, the directory `name[..i]`
 /// lists after every seen key (its key `name[..i]/` is above `last_key`) yet
-/// sorts before `name`. Only those after `cursor` matter.
+/// sorts before `name`. Only those after `cursor` and not seen matter.
 pub(crate) fn hidden_dirs(seen: &[Item], cursor: Option<&str>, last_key: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for item in seen {
@@ -263,6 +267,11 @@ pub(crate) fn hidden_dirs(seen: &[Item], cursor: Option<&str>, last_key: &str) -
                     out.insert(dir.to_string());
                 }
             }
+        }
+    }
+    for item in seen {
+        if item.kind == EntryKind::Dir {
+            out.remove(&item.name);
         }
     }
     out
@@ -290,6 +299,12 @@ mod tests {
         assert!(page.saw_marker);
         assert_eq!(page.next_marker.as_deref(), Some("opaque"));
         assert_eq!(page.last_key.as_deref(), Some("\u{ffff}\u{1}x"));
+        let prefixes_last = parse(
+            br#"<EnumerationResults><Blobs><Blob><Name>d0</Name></Blob><BlobPrefix><Name>d/</Name></BlobPrefix></Blobs></EnumerationResults>"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(prefixes_last.last_key.as_deref(), Some("d0"));
         let names: Vec<(&str, EntryKind, u64)> = page
             .items
             .iter()
@@ -332,6 +347,14 @@ mod tests {
         assert_eq!(hidden.into_iter().collect::<Vec<_>>(), vec!["y", "y.txt"]);
         // Names at or before the cursor were handed out already.
         assert!(hidden_dirs(&seen, Some("y.txt"), "y.txt.bak").is_empty());
+        // A directory already listed is not hidden.
+        let mut seen = seen.to_vec();
+        seen.push(Item {
+            kind: EntryKind::Dir,
+            ..file("y")
+        });
+        let hidden = hidden_dirs(&seen, None, "y.txt.bak");
+        assert_eq!(hidden.into_iter().collect::<Vec<_>>(), vec!["y.txt"]);
     }
 
     #[test]

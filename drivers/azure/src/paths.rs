@@ -66,7 +66,9 @@ pub(crate) fn check_storable(path: &str, blob: &str) -> Result<()> {
     } else {
         Err(StorageError::new(
             ErrorKind::Unsupported,
-            format!("{path}: Azure Blob cannot store names with a backslash or a segment ending in '.'"),
+            format!(
+                "{path}: Azure Blob cannot store names with a backslash or a segment ending in '.'"
+            ),
         ))
     }
 }
@@ -92,10 +94,7 @@ mod tests {
     #[test]
     fn parses_locations() {
         assert_eq!(Loc::parse("/").unwrap(), (String::new(), Loc::Root));
-        assert_eq!(
-            Loc::parse("box/").unwrap().1,
-            Loc::Container("box".into())
-        );
+        assert_eq!(Loc::parse("box/").unwrap().1, Loc::Container("box".into()));
         assert_eq!(
             Loc::parse("box//a/./b").unwrap(),
             (
@@ -106,7 +105,10 @@ mod tests {
                 }
             )
         );
-        assert_eq!(Loc::parse("box/../x").unwrap_err().kind, ErrorKind::Permission);
+        assert_eq!(
+            Loc::parse("box/../x").unwrap_err().kind,
+            ErrorKind::Permission
+        );
     }
 
     #[test]

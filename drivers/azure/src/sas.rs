@@ -384,7 +384,9 @@ mod tests {
     }
 
     fn key() -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD.decode(DEV_KEY).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(DEV_KEY)
+            .unwrap()
     }
 
     fn sample() -> AccountSas {
@@ -435,9 +437,10 @@ mod tests {
             "rl\n2026-11-22T09:55:00Z\n2026-11-22T11:00:00Z\n/blob/devstoreaccount1/photos\n\n\nhttps,http\n2025-11-05\nc\n\n\n\n\n\n\n"
         );
         // Computed independently with openssl, as above.
-        assert!(sas
-            .token(&key())
-            .ends_with(&format!("sig={}", encode_query_value("PD8vkl9AnJHVlhh7/oYmIs4ZB8hRNU6e57kWKQ4KEHc="))));
+        assert!(sas.token(&key()).ends_with(&format!(
+            "sig={}",
+            encode_query_value("PD8vkl9AnJHVlhh7/oYmIs4ZB8hRNU6e57kWKQ4KEHc=")
+        )));
     }
 
     #[test]

@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::policies::Policy;
 use azure_core::http::{
-    new_http_client, ClientOptions, HttpClientOptions, Pipeline, RetryOptions, Transport,
+    new_http_client, ClientOptions, ExponentialRetryOptions, HttpClientOptions, Pipeline,
+    RetryOptions, Transport,
 };
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
-    BlobContainerClientGetPropertiesResultHeaders,
     BlobClientStartCopyFromUrlOptions, BlobClientStartCopyFromUrlResultHeaders,
-    BlobContainerClientCreateOptions, BlobContainerClientListBlobsOptions,
-    BlobServiceClientListContainersOptions, CopyStatus, DeleteSnapshotsOptionType, HttpRange,
+    BlobContainerClientCreateOptions, BlobContainerClientGetPropertiesResultHeaders,
+    BlobContainerClientListBlobsOptions, BlobServiceClientListContainersOptions, CopyStatus,
+    DeleteSnapshotsOptionType, HttpRange,
 };
 use azure_storage_blob::{BlobClient, BlobServiceClient, BlobServiceClientOptions};
 use berth_storage::{
@@ -77,8 +78,17 @@ impl AzureStorage {
         let transport = Transport::new(new_http_client(Some(HttpClientOptions {
             automatic_decompression: false,
         })));
+        // Retries belong to the service's retry layer; the SDK only gets a
+        // small budget for connection hiccups (a pooled keep-alive
+        // connection the server closed as it was reused) and busy answers.
+        let retry = RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(100),
+            max_retries: 2,
+            max_total_elapsed: azure_core::time::Duration::seconds(5),
+            max_delay: azure_core::time::Duration::seconds(1),
+        });
         let mut client_options = ClientOptions {
-            retry: RetryOptions::none(),
+            retry,
             transport: Some(transport),
             ..ClientOptions::default()
         };
@@ -104,13 +114,14 @@ impl AzureStorage {
             ..BlobServiceClientOptions::default()
         };
         let version = options.version.clone();
-        let service = BlobServiceClient::new(settings.service_url.clone(), credential, Some(options))
-            .map_err(|e| {
-                StorageError::invalid_config(format!(
-                    "Invalid endpoint: {}",
-                    errors::scrub(&e.to_string())
-                ))
-            })?;
+        let service =
+            BlobServiceClient::new(settings.service_url.clone(), credential, Some(options))
+                .map_err(|e| {
+                    StorageError::invalid_config(format!(
+                        "Invalid endpoint: {}",
+                        errors::scrub(&e.to_string())
+                    ))
+                })?;
         let pipeline = Pipeline::new(
             Some("berth-azure"),
             Some(env!("CARGO_PKG_VERSION")),
@@ -206,7 +217,11 @@ impl AzureStorage {
     }
 
     /// Every blob name starting with `prefix`.
-    async fn all_names_under(&self, container: &str, prefix: &str) -> azure_core::Result<Vec<String>> {
+    async fn all_names_under(
+        &self,
+        container: &str,
+        prefix: &str,
+    ) -> azure_core::Result<Vec<String>> {
         let options = BlobContainerClientListBlobsOptions {
             prefix: Some(prefix.to_string()),
             maxresults: Some(self.options.list_chunk),
@@ -219,7 +234,12 @@ impl AzureStorage {
             .into_pages();
         let mut names = Vec::new();
         while let Some(page) = pages.try_next().await? {
-            names.extend(page.into_model()?.blob_items.into_iter().filter_map(|b| b.name));
+            names.extend(
+                page.into_model()?
+                    .blob_items
+                    .into_iter()
+                    .filter_map(|b| b.name),
+            );
         }
         Ok(names)
     }
@@ -328,7 +348,7 @@ impl AzureStorage {
     /// Deletes one blob with the `delete_snapshots` policy.
     async fn delete_blob(&self, container: &str, blob: &str, path: &str) -> Result<()> {
         let options = BlobClientDeleteOptions {
-            delete_snapshots: self.options.delete_snapshots.clone(),
+            delete_snapshots: self.options.delete_snapshots,
             ..Default::default()
         };
         self.blob_client(container, blob)
@@ -345,7 +365,7 @@ impl AzureStorage {
         let options = BlobClientDeleteOptions {
             delete_snapshots: match self.options.delete_snapshots {
                 Some(DeleteSnapshotsOptionType::Only) => None,
-                ref other => other.clone(),
+                other => other,
             },
             ..Default::default()
         };
@@ -390,7 +410,11 @@ impl AzureStorage {
         if !self.options.directory_markers {
             return Ok(());
         }
-        if self.is_dir(container, blob).await.map_err(|e| self.fail(e, path))? {
+        if self
+            .is_dir(container, blob)
+            .await
+            .map_err(|e| self.fail(e, path))?
+        {
             return Err(conflict(path, "is a directory"));
         }
         self.check_no_file_ancestor(container, blob, path).await
@@ -398,17 +422,12 @@ impl AzureStorage {
 
     /// Refuses a path whose ancestor is a file (directory markers only).
     async fn check_no_file_ancestor(&self, container: &str, blob: &str, path: &str) -> Result<()> {
-        let ancestors: Vec<&str> = blob
-            .match_indices('/')
-            .map(|(i, _)| &blob[..i])
-            .collect();
-        let heads = futures::future::join_all(ancestors.iter().map(|a| self.head(container, a))).await;
+        let ancestors: Vec<&str> = blob.match_indices('/').map(|(i, _)| &blob[..i]).collect();
+        let heads =
+            futures::future::join_all(ancestors.iter().map(|a| self.head(container, a))).await;
         for (ancestor, head) in ancestors.iter().zip(heads) {
             if head.map_err(|e| self.fail(e, path))?.is_some() {
-                return Err(conflict(
-                    &join_path(container, ancestor),
-                    "not a directory",
-                ));
+                return Err(conflict(&join_path(container, ancestor), "not a directory"));
             }
         }
         Ok(())
@@ -436,7 +455,10 @@ impl AzureStorage {
             } else {
                 Vec::new()
             };
-            return Ok(ListPage { entries, next: None });
+            return Ok(ListPage {
+                entries,
+                next: None,
+            });
         }
         // List Containers has no startFrom: list from the start and skip
         // what the cursor covers (accounts hold few containers).
@@ -616,7 +638,11 @@ impl AzureStorage {
             range: range.map(|(offset, len)| HttpRange::from(offset..offset.saturating_add(len))),
             ..Default::default()
         };
-        match self.blob_client(container, blob).download(Some(options)).await {
+        match self
+            .blob_client(container, blob)
+            .download(Some(options))
+            .await
+        {
             Ok(result) => {
                 let endpoint = self.endpoint.clone();
                 let owned = path.to_string();
@@ -654,9 +680,7 @@ impl AzureStorage {
                 target.start_copy_from_url(source.to_string(), Some(options.clone()))
             })
             .await?;
-        let mut status = started
-            .copy_status()
-            .map_err(|e| self.fail(e, to_path))?;
+        let mut status = started.copy_status().map_err(|e| self.fail(e, to_path))?;
         let mut wait = Duration::from_millis(50);
         while status == Some(CopyStatus::Pending) {
             tokio::time::sleep(wait).await;
@@ -700,7 +724,13 @@ impl AzureStorage {
         let target_children: Vec<String> = self
             .names_under(to.0, &dir_prefix(to.1), 2)
             .await
-            .or_else(|e| if has_code(&e, "ContainerNotFound") { Ok(Vec::new()) } else { Err(e) })
+            .or_else(|e| {
+                if has_code(&e, "ContainerNotFound") {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| self.fail(e, to_path))?
             .into_iter()
             .filter(|n| *n != dir_prefix(to.1))
@@ -945,7 +975,10 @@ impl Storage for AzureStorage {
         if !storable(fb) {
             return Err(StorageError::not_found(&from_path));
         }
-        let source = self.head(fc, fb).await.map_err(|e| self.fail(e, &from_path))?;
+        let source = self
+            .head(fc, fb)
+            .await
+            .map_err(|e| self.fail(e, &from_path))?;
         let (tc, tb) = match &to_loc {
             Loc::Root => return Err(conflict("/", "is a directory")),
             Loc::Container(_) => {
@@ -967,7 +1000,10 @@ impl Storage for AzureStorage {
         }
         self.check_file_target(tc, tb, &to_path).await?;
         if !self.options.directory_markers
-            && self.is_dir(tc, tb).await.map_err(|e| self.fail(e, &to_path))?
+            && self
+                .is_dir(tc, tb)
+                .await
+                .map_err(|e| self.fail(e, &to_path))?
         {
             return Err(conflict(&to_path, "is a directory"));
         }
@@ -984,7 +1020,8 @@ impl Storage for AzureStorage {
             Loc::Blob { container, blob } => (container, blob.as_str()),
         };
         self.reachable(container)?;
-        if self.container.is_none() && !(self.options.no_check_container && !blob.is_empty()) {
+        let implicit = !blob.is_empty() && self.options.no_check_container;
+        if self.container.is_none() && !implicit {
             self.create_container(container, &path).await?;
         }
         if blob.is_empty() {

@@ -76,7 +76,11 @@ impl AzureStorage {
             path: path.to_string(),
             kind: EntryKind::File,
             size,
-            modified: Some(modified.map(SystemTime::from).unwrap_or_else(SystemTime::now)),
+            modified: Some(
+                modified
+                    .map(SystemTime::from)
+                    .unwrap_or_else(SystemTime::now),
+            ),
         })
     }
 
@@ -163,7 +167,11 @@ impl AzureStorage {
                 };
                 let options = options.clone();
                 let client = &client;
-                async move { client.commit_block_list(list.try_into()?, Some(options)).await }
+                async move {
+                    client
+                        .commit_block_list(list.try_into()?, Some(options))
+                        .await
+                }
             })
             .await?;
         use azure_storage_blob::models::BlockBlobClientCommitBlockListResultHeaders;

@@ -159,6 +159,8 @@ impl JsonApi {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // Resumable uploads answer 308 without a Location: not a redirect.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 StorageError::new(
@@ -184,14 +186,37 @@ impl JsonApi {
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(["storage", "v1"]).extend(segments);
+            path.pop_if_empty()
+                .extend(["storage", "v1"])
+                .extend(segments);
         }
         url
     }
 
-    /// Sends `request` with credentials and `userProject`; maps transport
-    /// failures and error statuses (about `what`).
-    async fn send(&self, request: RequestBuilder, what: &str) -> Result<reqwest::Response> {
+    /// `<base>/upload/storage/v1/b/<bucket>/o`, where uploads start.
+    pub fn upload_url(&self, bucket: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty()
+                .extend(["upload", "storage", "v1", "b", bucket, "o"]);
+        }
+        url
+    }
+
+    /// The HTTP client, to build requests for [`send_raw`](Self::send_raw).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends `request` with credentials (and `userProject` when
+    /// `user_project`); maps transport failures (about `what`) and returns
+    /// the response whatever its status.
+    pub async fn send_raw(
+        &self,
+        request: RequestBuilder,
+        what: &str,
+        user_project: bool,
+    ) -> Result<reqwest::Response> {
         let headers = match self.auth.credentials.headers(Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
@@ -212,27 +237,48 @@ impl JsonApi {
             }
         };
         let mut request = request.headers(headers);
-        if !self.user_project.is_empty() {
+        if user_project && !self.user_project.is_empty() {
             request = request.query(&[("userProject", self.user_project.as_str())]);
         }
-        let response = request
+        request
             .send()
             .await
-            .map_err(|e| from_reqwest(e, what, self.endpoint()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let body = response.bytes().await.unwrap_or_default();
-        Err(from_status(status.as_u16(), &body, what, &self.auth.source))
+            .map_err(|e| from_reqwest(e, what, self.endpoint()))
     }
 
-    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder, what: &str) -> Result<T> {
-        let response = self.send(request, what).await?;
+    /// The error for a response with an error status.
+    pub async fn status_error(&self, response: reqwest::Response, what: &str) -> StorageError {
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        from_status(status, &body, what, &self.auth.source)
+    }
+
+    /// Parses a JSON answer.
+    pub async fn parse<T: DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<T> {
         response
             .json()
             .await
             .map_err(|e| from_reqwest(e, what, self.endpoint()))
+    }
+
+    /// Sends `request` with credentials and `userProject`; maps transport
+    /// failures and error statuses (about `what`).
+    async fn send(&self, request: RequestBuilder, what: &str) -> Result<reqwest::Response> {
+        let response = self.send_raw(request, what, true).await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(self.status_error(response, what).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder, what: &str) -> Result<T> {
+        let response = self.send(request, what).await?;
+        self.parse(response, what).await
     }
 
     /// `objects.get` (metadata only).
@@ -314,14 +360,6 @@ impl JsonApi {
         }
     }
 
-    /// `buckets.get`.
-    pub async fn get_bucket(&self, bucket: &str) -> Result<BucketMeta> {
-        let url = self.url(&["b", bucket]);
-        self.json(self.http.get(url), &bucket_label(bucket))
-            .await
-            .map_err(|e| missing_bucket(e, bucket))
-    }
-
     /// `buckets.list` of one page (of `project`, when not empty).
     pub async fn list_buckets(
         &self,
@@ -397,7 +435,10 @@ impl JsonApi {
     /// `buckets.delete`; a bucket that is not empty is a Conflict.
     pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
         let url = self.url(&["b", bucket]);
-        match self.send(self.http.delete(url), &bucket_label(bucket)).await {
+        match self
+            .send(self.http.delete(url), &bucket_label(bucket))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.kind == ErrorKind::Conflict => Err(StorageError::new(
                 ErrorKind::Conflict,
@@ -435,8 +476,10 @@ mod tests {
         let auth = Auth {
             credentials: google_cloud_auth::credentials::anonymous::Builder::new().build(),
             source: "anonymous access".into(),
+            anonymous: true,
         };
-        let api = JsonApi::new(Url::parse("http://h:1/base").unwrap(), auth, String::new()).unwrap();
+        let api =
+            JsonApi::new(Url::parse("http://h:1/base").unwrap(), auth, String::new()).unwrap();
         let url = api.url(&["b", "bk", "o", "a/b c?#%.txt"]);
         assert_eq!(
             url.as_str(),

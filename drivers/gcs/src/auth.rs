@@ -7,8 +7,8 @@ use berth_storage::catalog::Config;
 use berth_storage::{ErrorKind, Result, StorageError};
 use chrono::{DateTime, Utc};
 use google_cloud_auth::credentials::{
-    anonymous, service_account, user_account, CacheableResource, Credentials,
-    CredentialsProvider, EntityTag,
+    anonymous, service_account, user_account, CacheableResource, Credentials, CredentialsProvider,
+    EntityTag,
 };
 use google_cloud_auth::errors::CredentialsError;
 use http::header::AUTHORIZATION;
@@ -32,12 +32,22 @@ const SOURCES: [&str; 6] = [
 
 /// Loaded credentials and a description of where they came from (for error
 /// messages; never secret).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Auth {
     /// What signs the requests.
     pub credentials: Credentials,
     /// E.g. "service account key from /etc/sa.json".
     pub source: String,
+    /// Requests are unauthenticated.
+    pub anonymous: bool,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Loads the credentials the config chooses.
@@ -89,6 +99,7 @@ pub(crate) async fn load(config: &Config) -> Result<Auth> {
         "anonymous" => Ok(Auth {
             credentials: anonymous::Builder::new().build(),
             source: "anonymous access".into(),
+            anonymous: true,
         }),
         "service_account_credentials" => {
             let credentials = service_account_key(
@@ -99,6 +110,7 @@ pub(crate) async fn load(config: &Config) -> Result<Auth> {
             Ok(Auth {
                 credentials,
                 source: "service account key from service_account_credentials".into(),
+                anonymous: false,
             })
         }
         "service_account_file" => {
@@ -108,6 +120,7 @@ pub(crate) async fn load(config: &Config) -> Result<Auth> {
             Ok(Auth {
                 credentials,
                 source: format!("service account key from {path}"),
+                anonymous: false,
             })
         }
         "env_auth" => {
@@ -121,12 +134,14 @@ pub(crate) async fn load(config: &Config) -> Result<Auth> {
             Ok(Auth {
                 credentials,
                 source: "application default credentials (env_auth)".into(),
+                anonymous: false,
             })
         }
         "access_token" => Ok(Auth {
             credentials: StaticToken::new(text(config, "access_token"), "access_token", None)?
                 .into(),
             source: "access_token".into(),
+            anonymous: false,
         }),
         _ => oauth_token(config),
     }
@@ -173,7 +188,8 @@ fn json_position(err: &serde_json::Error) -> String {
 /// Parses and checks a service-account key, then signs one token locally
 /// (no network) so a broken private key fails here, not on the first call.
 async fn service_account_key(key: &str, source: &str) -> Result<Credentials> {
-    let value: Value = serde_json::from_str(key).map_err(|e| key_error(source, &json_position(&e)))?;
+    let value: Value =
+        serde_json::from_str(key).map_err(|e| key_error(source, &json_position(&e)))?;
     let Some(object) = value.as_object() else {
         return Err(key_error(source, "it is not a JSON object"));
     };
@@ -193,7 +209,12 @@ async fn service_account_key(key: &str, source: &str) -> Result<Credentials> {
             ))
         }
     }
-    for field in ["client_email", "private_key"] {
+    for field in [
+        "client_email",
+        "private_key_id",
+        "private_key",
+        "project_id",
+    ] {
         if object
             .get(field)
             .and_then(Value::as_str)
@@ -208,12 +229,7 @@ async fn service_account_key(key: &str, source: &str) -> Result<Credentials> {
     credentials
         .headers(Extensions::new())
         .await
-        .map_err(|_| {
-            key_error(
-                source,
-                "its private_key is not a usable PKCS#8 PEM RSA key",
-            )
-        })?;
+        .map_err(|_| key_error(source, "its private_key is not a usable PKCS#8 PEM RSA key"))?;
     Ok(credentials)
 }
 
@@ -262,12 +278,13 @@ fn oauth_token(config: &Config) -> Result<Auth> {
         if !token_url.is_empty() {
             builder = builder.with_token_uri(token_url);
         }
-        let credentials = builder.build().map_err(|_| {
-            StorageError::invalid_config("token: its refresh token cannot be used")
-        })?;
+        let credentials = builder
+            .build()
+            .map_err(|_| StorageError::invalid_config("token: its refresh token cannot be used"))?;
         return Ok(Auth {
             credentials,
             source: "OAuth token (refreshed with client_id)".into(),
+            anonymous: false,
         });
     }
     match (client_id.is_empty(), client_secret.is_empty()) {
@@ -312,6 +329,7 @@ fn oauth_token(config: &Config) -> Result<Auth> {
     Ok(Auth {
         credentials: StaticToken::new(&token.access_token, "token", expiry)?.into(),
         source: "OAuth token".into(),
+        anonymous: false,
     })
 }
 
@@ -321,9 +339,7 @@ fn parse_expiry(expiry: Option<&str>) -> Result<Option<DateTime<Utc>>> {
         return Ok(None);
     };
     let time = DateTime::parse_from_rfc3339(text)
-        .map_err(|_| {
-            StorageError::invalid_config("token: \"expiry\" is not an RFC 3339 time")
-        })?
+        .map_err(|_| StorageError::invalid_config("token: \"expiry\" is not an RFC 3339 time"))?
         .with_timezone(&Utc);
     // Go's zero time (0001-01-01T00:00:00Z) marks a token without expiry.
     Ok((time.timestamp() > 0).then_some(time))
@@ -372,10 +388,7 @@ impl CredentialsProvider for StaticToken {
             if expiry <= Utc::now() {
                 return Err(CredentialsError::from_msg(
                     false,
-                    format!(
-                        "the OAuth access token expired at {}",
-                        expiry.to_rfc3339()
-                    ),
+                    format!("the OAuth access token expired at {}", expiry.to_rfc3339()),
                 ));
             }
         }
@@ -445,8 +458,14 @@ mod tests {
     async fn bad_service_account_json_never_echoed() {
         let secret = "-----BEGIN PRIVATE KEY-----\nTOPSECRETMATERIAL\n-----END PRIVATE KEY-----\n";
         let cases = [
-            (json!({"service_account_credentials": "{not json TOPSECRETMATERIAL"}), "not valid JSON"),
-            (json!({"service_account_credentials": "[1]"}), "not a JSON object"),
+            (
+                json!({"service_account_credentials": "{not json TOPSECRETMATERIAL"}),
+                "not valid JSON",
+            ),
+            (
+                json!({"service_account_credentials": "[1]"}),
+                "not a JSON object",
+            ),
             (
                 json!({"service_account_credentials": json!({"type": "user", "private_key": secret}).to_string()}),
                 "\"type\" must be \"service_account\"",
@@ -503,7 +522,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pem = dir.path().join("key.pem");
         let status = std::process::Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
             .arg(&pem)
             .stderr(std::process::Stdio::null())
             .status();
@@ -520,25 +546,33 @@ mod tests {
         });
         let file = dir.path().join("sa.json");
         std::fs::write(&file, key.to_string()).unwrap();
-        let auth = load(&config(json!({"service_account_file": file}))).await.unwrap();
+        let auth = load(&config(json!({"service_account_file": file})))
+            .await
+            .unwrap();
         assert!(auth.source.contains("sa.json"));
         assert!(bearer(&auth).await.starts_with("Bearer "));
     }
 
     #[tokio::test]
     async fn access_token_and_token() {
-        let auth = load(&config(json!({"access_token": "ya29.abc"}))).await.unwrap();
+        let auth = load(&config(json!({"access_token": "ya29.abc"})))
+            .await
+            .unwrap();
         assert_eq!(bearer(&auth).await, "Bearer ya29.abc");
         let e = err(json!({"access_token": "bad\ntoken"})).await;
         assert!(e.message.contains("access_token"), "{e}");
 
         let token = json!({"access_token": "ya29.t", "token_type": "Bearer",
             "expiry": "2999-01-01T00:00:00Z"});
-        let auth = load(&config(json!({"token": token.to_string()}))).await.unwrap();
+        let auth = load(&config(json!({"token": token.to_string()})))
+            .await
+            .unwrap();
         assert_eq!(bearer(&auth).await, "Bearer ya29.t");
 
         let zero = json!({"access_token": "ya29.z", "expiry": "0001-01-01T00:00:00Z"});
-        assert!(load(&config(json!({"token": zero.to_string()}))).await.is_ok());
+        assert!(load(&config(json!({"token": zero.to_string()})))
+            .await
+            .is_ok());
 
         let expired = json!({"access_token": "ya29.old", "refresh_token": "r",
             "expiry": "2000-01-01T00:00:00Z"});
@@ -548,8 +582,8 @@ mod tests {
 
         let refreshable = load(&config(json!({"token": expired.to_string(),
             "client_id": "id", "client_secret": "s", "token_url": "http://127.0.0.1:1/token"})))
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         assert!(refreshable.source.contains("refreshed"));
 
         let e = err(json!({"token": "{\"access_token\": 5"})).await;

@@ -2,15 +2,16 @@
 
 use crate::api::{bucket_label, CreateOptions, JsonApi, ListQuery, ObjectMeta};
 use crate::auth;
-use crate::body::Body;
+use crate::body::{read_ahead, ReadAhead};
 use crate::errors::from_sdk;
 use crate::listing::Listing;
 use crate::settings::Settings;
+use crate::upload;
 use async_trait::async_trait;
 use berth_storage::catalog::Config;
 use berth_storage::{
-    normalize_path, once, ByteStream, Capability, Entry, EntryKind, ErrorKind, ListPage, Result,
-    Storage, StorageError, Usage,
+    normalize_path, ByteStream, Capability, Entry, EntryKind, ErrorKind, ListPage, Result, Storage,
+    StorageError, Usage,
 };
 use futures::{StreamExt, TryStreamExt};
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
@@ -22,20 +23,23 @@ use google_cloud_storage::read_resume_policy::{ReadResumePolicyExt, Recommended}
 use google_cloud_storage::retry_policy::RetryableErrors;
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Bodies up to this size are uploaded in one request; larger ones use a
-/// resumable upload.
+/// Bodies up to this size are uploaded in one request through the SDK;
+/// larger ones use a resumable upload.
 pub const RESUMABLE_THRESHOLD: usize = 8 * 1024 * 1024;
 /// Piece size of resumable uploads (a multiple of 256 KiB), buffered in
 /// memory per upload.
 pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
-/// Attempts the SDK makes for one request, resumed upload chunk or resumed
-/// download.
-pub const SDK_ATTEMPTS: u32 = 3;
-/// Time after which the SDK stops retrying a request.
-pub const SDK_RETRY_TIME: Duration = Duration::from_secs(10);
+/// Attempts for one SDK request, resumed download or resumable-upload piece.
+pub const ATTEMPTS: u32 = 3;
+/// How long a download may take to start answering.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a download may stall between two pieces of data.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one upload request (a small body, or one resumable piece) may take.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Page size of listings called with `limit == 0`.
 const DEFAULT_PAGE: usize = 1000;
@@ -112,6 +116,7 @@ pub struct GcsStorage {
     settings: Settings,
     create: CreateOptions,
     auth_source: String,
+    anonymous: bool,
     /// Buckets known to exist (checked or created before a write).
     known_buckets: Mutex<HashSet<String>>,
 }
@@ -127,8 +132,9 @@ impl fmt::Debug for GcsStorage {
 }
 
 impl GcsStorage {
-    /// Checks the options, loads the credentials and creates the clients.
-    /// No network traffic (except none at all for local key signing).
+    /// Checks the options, loads the credentials and creates the clients,
+    /// without a network request (a service-account key is checked by
+    /// signing a token locally).
     pub async fn from_config(config: &Config) -> Result<Self> {
         let settings = Settings::from_config(config)?;
         let auth = auth::load(config).await?;
@@ -139,15 +145,14 @@ impl GcsStorage {
             .map_err(|e| StorageError::new(ErrorKind::Other, format!("retry backoff: {e}")))?;
         let mut builder = SdkClient::builder()
             .with_credentials(auth.credentials.clone())
-            .with_retry_policy(
-                RetryableErrors
-                    .with_attempt_limit(SDK_ATTEMPTS)
-                    .with_time_limit(SDK_RETRY_TIME),
-            )
+            // No time limit: the SDK turns the remaining time into a timeout
+            // for the whole request, body included, which would cut long
+            // downloads. Time is bounded by OPEN/STALL/UPLOAD_TIMEOUT instead.
+            .with_retry_policy(RetryableErrors.with_attempt_limit(ATTEMPTS))
             .with_backoff_policy(backoff)
-            .with_read_resume_policy(Recommended.with_attempt_limit(SDK_ATTEMPTS))
-            .with_resumable_upload_threshold(RESUMABLE_THRESHOLD + 1)
-            .with_resumable_upload_buffer_size(UPLOAD_CHUNK);
+            .with_read_resume_policy(Recommended.with_attempt_limit(ATTEMPTS))
+            // Larger bodies never reach the SDK (see `upload`).
+            .with_resumable_upload_threshold(RESUMABLE_THRESHOLD + 1);
         if settings.custom_endpoint {
             builder = builder.with_endpoint(settings.endpoint.as_str().trim_end_matches('/'));
         }
@@ -173,6 +178,7 @@ impl GcsStorage {
             settings,
             create,
             auth_source: auth.source,
+            anonymous: auth.anonymous,
             known_buckets: Mutex::new(HashSet::new()),
         })
     }
@@ -190,6 +196,17 @@ impl GcsStorage {
         }
     }
 
+    /// The error for `path` (`bucket/key`) naming no object: Conflict when
+    /// it is a directory and directories exist ([`Capability::directories`]),
+    /// else NotFound.
+    async fn not_an_object(&self, bucket: &str, key: &str, path: &str) -> Result<StorageError> {
+        if self.settings.directory_markers && self.is_dir(bucket, key).await? {
+            Ok(conflict(path, "is a directory"))
+        } else {
+            Ok(StorageError::not_found(path))
+        }
+    }
+
     /// Whether any object's name starts with `key_prefix` (false when the
     /// bucket does not exist).
     async fn any_object(&self, bucket: &str, key_prefix: &str) -> Result<bool> {
@@ -200,6 +217,20 @@ impl GcsStorage {
         };
         match self.api.list_objects(bucket, &query).await {
             Ok(page) => Ok(!page.items.is_empty()),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `bucket` exists, found by listing one of its objects (as
+    /// rclone does), which needs only object permissions.
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        let query = ListQuery {
+            max_results: 1,
+            ..ListQuery::default()
+        };
+        match self.api.list_objects(bucket, &query).await {
+            Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
@@ -247,7 +278,7 @@ impl GcsStorage {
         match self.api.create_bucket(bucket, &self.create).await {
             Ok(()) => {}
             Err(e) if e.kind == ErrorKind::Conflict => {
-                if self.api.get_bucket(bucket).await.is_err() {
+                if !self.bucket_exists(bucket).await.unwrap_or(false) {
                     return Err(StorageError::new(
                         ErrorKind::Conflict,
                         format!(
@@ -286,13 +317,11 @@ impl GcsStorage {
         {
             return Ok(());
         }
-        match self.api.get_bucket(bucket).await {
-            Ok(_) => {
-                self.remember(bucket);
-                Ok(())
-            }
-            Err(e) if e.kind == ErrorKind::NotFound => self.make_bucket(bucket).await,
-            Err(e) => Err(e),
+        if self.bucket_exists(bucket).await? {
+            self.remember(bucket);
+            Ok(())
+        } else {
+            self.make_bucket(bucket).await
         }
     }
 
@@ -339,17 +368,26 @@ impl GcsStorage {
 
     /// Writes the zero-byte marker object `dir/`.
     async fn put_marker(&self, bucket: &str, dir: &str) -> Result<()> {
-        let body = Body::read_ahead(once(bytes::Bytes::new()), 0).await?;
         let path = format!("{bucket}/{dir}");
-        self.upload(bucket, &format!("{dir}/"), &path, body)
+        self.upload_whole(bucket, &format!("{dir}/"), &path, Vec::new())
             .await
             .map(|_| ())
     }
 
-    /// Uploads `body` as `bucket/key` with the creation options.
-    async fn upload(&self, bucket: &str, key: &str, path: &str, body: Body) -> Result<Object> {
-        let failure = body.failure();
-        let mut request = self.sdk.write_object(sdk_bucket(bucket), key, body);
+    /// Uploads a body held in memory (at most [`RESUMABLE_THRESHOLD`]) as
+    /// `bucket/key` in one request, with the creation options.
+    async fn upload_whole(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &str,
+        chunks: Vec<bytes::Bytes>,
+    ) -> Result<Entry> {
+        let data = match <[bytes::Bytes; 1]>::try_from(chunks) {
+            Ok([one]) => one,
+            Err(chunks) => bytes::Bytes::from(chunks.concat()),
+        };
+        let mut request = self.sdk.write_object(sdk_bucket(bucket), key, data);
         if !self.create.storage_class.is_empty() {
             request = request.set_storage_class(self.create.storage_class.clone());
         }
@@ -359,9 +397,29 @@ impl GcsStorage {
         if !self.settings.user_project.is_empty() {
             request = request.with_quota_project(self.settings.user_project.clone());
         }
-        request.send_buffered().await.map_err(|e| {
-            let own = failure.lock().ok().and_then(|mut slot| slot.take());
-            own.unwrap_or_else(|| self.sdk_error(e, path))
+        // Buffered: the checksum goes first, in the metadata part (the
+        // unbuffered form sends it trailing, which fake-gcs-server stores
+        // with a mismatching CRC32C).
+        let object: Object = tokio::time::timeout(UPLOAD_TIMEOUT, request.send_buffered())
+            .await
+            .map_err(|_| {
+                StorageError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "{path}: the upload to {} took longer than {} s",
+                        self.api.endpoint(),
+                        UPLOAD_TIMEOUT.as_secs()
+                    ),
+                )
+            })?
+            .map_err(|e| self.sdk_error(e, path))?;
+        Ok(Entry {
+            path: path.to_string(),
+            kind: EntryKind::File,
+            size: u64::try_from(object.size).unwrap_or_default(),
+            modified: object
+                .update_time
+                .and_then(|t| SystemTime::try_from(t).ok()),
         })
     }
 
@@ -444,8 +502,7 @@ impl GcsStorage {
         // With markers, directories exist on their own: a listing of
         // nothing must be an empty directory (its marker), not a file or
         // nothing at all.
-        if self.settings.directory_markers && !key.is_empty() && first_page && listing.is_empty()
-        {
+        if self.settings.directory_markers && !key.is_empty() && first_page && listing.is_empty() {
             return Err(match self.object(bucket, key).await? {
                 Some(_) => conflict(path, "not a directory"),
                 None => StorageError::not_found(path),
@@ -504,10 +561,10 @@ impl Storage for GcsStorage {
         let path = norm(path)?;
         match target(&path) {
             Target::Root => Ok(dir_entry("", None)),
-            Target::Bucket(bucket) => {
-                let meta = self.api.get_bucket(bucket).await?;
-                Ok(dir_entry(&path, meta.modified()))
+            Target::Bucket(bucket) if self.bucket_exists(bucket).await? => {
+                Ok(dir_entry(&path, None))
             }
+            Target::Bucket(_) => Err(StorageError::not_found(&path)),
             Target::Object(bucket, key) => match self.object(bucket, key).await? {
                 Some(meta) => Ok(file_entry(&path, &meta)),
                 None if self.is_dir(bucket, key).await? => Ok(dir_entry(&path, None)),
@@ -537,7 +594,9 @@ impl Storage for GcsStorage {
             let room = (i64::MAX as u64).saturating_sub(offset);
             if len == 0 || room == 0 {
                 // Nothing to read, but the object must exist.
-                self.stat(&path).await?;
+                if self.object(bucket, key).await?.is_none() {
+                    return Err(self.not_an_object(bucket, key, &path).await?);
+                }
                 return empty();
             }
             request = request.set_read_range(ReadRange::segment(offset, len.min(room)));
@@ -548,29 +607,54 @@ impl Storage for GcsStorage {
         if !self.settings.user_project.is_empty() {
             request = request.with_quota_project(self.settings.user_project.clone());
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            // A range starting at or past the end.
-            Err(e) if e.http_status_code() == Some(416) => return empty(),
-            Err(e) => {
-                let err = self.sdk_error(e, &path);
-                if err.kind == ErrorKind::NotFound
-                    && self.settings.directory_markers
-                    && self.is_dir(bucket, key).await?
-                {
-                    return Err(conflict(&path, "is a directory"));
-                }
-                return Err(err);
+        let opened = tokio::time::timeout(OPEN_TIMEOUT, request.send()).await;
+        let response = match opened {
+            Ok(Ok(response)) => response,
+            Err(_) => {
+                return Err(StorageError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "{path}: {} did not answer within {} s",
+                        self.api.endpoint(),
+                        OPEN_TIMEOUT.as_secs()
+                    ),
+                ))
             }
+            // A range starting at or past the end.
+            Ok(Err(e)) if e.http_status_code() == Some(416) => return empty(),
+            Ok(Err(e)) if e.http_status_code() == Some(404) => {
+                return Err(self.not_an_object(bucket, key, &path).await?)
+            }
+            Ok(Err(e)) => return Err(self.sdk_error(e, &path)),
         };
-        let endpoint = self.api.endpoint().to_string();
-        let source = self.auth_source.clone();
-        let chunks = futures::stream::unfold(response, |mut response| async move {
-            response.next().await.map(|chunk| (chunk, response))
+        let context = Arc::new((
+            path.clone(),
+            self.api.endpoint().to_string(),
+            self.auth_source.clone(),
+        ));
+        let chunks = futures::stream::unfold(Some(response), move |state| {
+            let context = context.clone();
+            async move {
+                let mut response = state?;
+                let (path, endpoint, source) = &*context;
+                match tokio::time::timeout(STALL_TIMEOUT, response.next()).await {
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(response))),
+                    Ok(Some(Err(e))) => Some((Err(from_sdk(e, path, endpoint, source)), None)),
+                    Ok(None) => None,
+                    Err(_) => Some((
+                        Err(StorageError::new(
+                            ErrorKind::Transient,
+                            format!(
+                                "{path}: the download from {endpoint} stalled for {} s",
+                                STALL_TIMEOUT.as_secs()
+                            ),
+                        )),
+                        None,
+                    )),
+                }
+            }
         });
-        Ok(chunks
-            .map(move |chunk| chunk.map_err(|e| from_sdk(e, &path, &endpoint, &source)))
-            .boxed())
+        Ok(chunks.boxed())
     }
 
     async fn write(&self, path: &str, body: ByteStream) -> Result<Entry> {
@@ -580,14 +664,15 @@ impl Storage for GcsStorage {
         };
         self.ensure_bucket(bucket).await?;
         self.check_file_target(bucket, key, &path).await?;
-        let body = Body::read_ahead(body, RESUMABLE_THRESHOLD).await?;
-        let object = self.upload(bucket, key, &path, body).await?;
-        Ok(Entry {
-            path,
-            kind: EntryKind::File,
-            size: u64::try_from(object.size).unwrap_or_default(),
-            modified: object.update_time.and_then(|t| SystemTime::try_from(t).ok()),
-        })
+        match read_ahead(body, RESUMABLE_THRESHOLD).await? {
+            ReadAhead::Whole(chunks) => self.upload_whole(bucket, key, &path, chunks).await,
+            ReadAhead::Partial { head, rest } => {
+                let meta =
+                    upload::resumable(&self.api, (bucket, key), &path, &self.create, head, rest)
+                        .await?;
+                Ok(file_entry(&path, &meta))
+            }
+        }
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -598,11 +683,7 @@ impl Storage for GcsStorage {
         match self.api.delete_object(bucket, key).await {
             Ok(()) => self.keep_parent(bucket, key).await,
             Err(e) if e.kind == ErrorKind::NotFound => {
-                if self.settings.directory_markers && self.is_dir(bucket, key).await? {
-                    Err(conflict(&path, "is a directory"))
-                } else {
-                    Err(StorageError::not_found(&path))
-                }
+                Err(self.not_an_object(bucket, key, &path).await?)
             }
             Err(e) => Err(e),
         }
@@ -628,10 +709,7 @@ impl Storage for GcsStorage {
                 if self.object(from_bucket, from_key).await?.is_some() {
                     return Err(e);
                 }
-                if self.settings.directory_markers && self.is_dir(from_bucket, from_key).await? {
-                    return Err(conflict(&from, "is a directory"));
-                }
-                Err(StorageError::not_found(&from))
+                Err(self.not_an_object(from_bucket, from_key, &from).await?)
             }
             other => other,
         }
@@ -695,11 +773,11 @@ impl Storage for GcsStorage {
         let (bucket, key) = match target(&path) {
             Target::Root => return Ok(()),
             Target::Bucket(bucket) => {
-                return match self.api.get_bucket(bucket).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind == ErrorKind::NotFound => self.make_bucket(bucket).await,
-                    Err(e) => Err(e),
-                }
+                return if self.bucket_exists(bucket).await? {
+                    Ok(())
+                } else {
+                    self.make_bucket(bucket).await
+                };
             }
             Target::Object(bucket, key) => (bucket, key),
         };
@@ -776,18 +854,12 @@ impl Storage for GcsStorage {
     /// passes; with `anonymous`, a refusal to list buckets passes too (public
     /// buckets are checked when a `name:bucket` reference is probed).
     async fn probe(&self) -> Result<()> {
-        match self
-            .api
-            .list_buckets(&self.settings.project, 1, None)
-            .await
-        {
+        match self.api.list_buckets(&self.settings.project, 1, None).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind == ErrorKind::InvalidConfig && self.settings.project.is_empty() => {
                 Ok(())
             }
-            Err(e) if e.kind == ErrorKind::Permission && self.auth_source == "anonymous access" => {
-                Ok(())
-            }
+            Err(e) if e.kind == ErrorKind::Permission && self.anonymous => Ok(()),
             Err(e) => Err(e),
         }
     }

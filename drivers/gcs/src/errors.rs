@@ -177,12 +177,16 @@ mod tests {
 
     #[test]
     fn statuses_map_to_kinds() {
-        let body = br#"{"error":{"code":403,"message":"no access","errors":[{"reason":"forbidden"}]}}"#;
+        let body =
+            br#"{"error":{"code":403,"message":"no access","errors":[{"reason":"forbidden"}]}}"#;
         let e = from_status(403, body, "b/k", "anonymous access");
         assert_eq!(e.kind, ErrorKind::Permission);
         assert!(e.message.contains("anonymous access") && e.message.contains("no access"));
         assert_eq!(from_status(401, b"", "b", "x").kind, ErrorKind::Permission);
-        assert_eq!(from_status(404, b"Not Found", "b", "x").kind, ErrorKind::NotFound);
+        assert_eq!(
+            from_status(404, b"Not Found", "b", "x").kind,
+            ErrorKind::NotFound
+        );
         assert_eq!(from_status(409, b"", "b", "x").kind, ErrorKind::Conflict);
         assert_eq!(from_status(412, b"", "b", "x").kind, ErrorKind::Conflict);
         for s in [408, 429, 500, 503] {

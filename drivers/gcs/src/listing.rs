@@ -98,7 +98,11 @@ impl Listing {
                 continue;
             }
             // A directory of the same name wins (its contents stay reachable).
-            if self.entries.get(name).is_some_and(|e| e.kind == EntryKind::Dir) {
+            if self
+                .entries
+                .get(name)
+                .is_some_and(|e| e.kind == EntryKind::Dir)
+            {
                 continue;
             }
             let entry = Entry {
@@ -138,7 +142,10 @@ impl Listing {
             .filter(|p| {
                 self.after_cursor(p)
                     && !self.checked.contains(*p)
-                    && !self.entries.get(*p).is_some_and(|e| e.kind == EntryKind::Dir)
+                    && !self
+                        .entries
+                        .get(*p)
+                        .is_some_and(|e| e.kind == EntryKind::Dir)
             })
     }
 
@@ -152,7 +159,11 @@ impl Listing {
             return self.entries.len();
         }
         match self.bound() {
-            Some(bound) => self.entries.keys().take_while(|k| k.as_str() < bound).count(),
+            Some(bound) => self
+                .entries
+                .keys()
+                .take_while(|k| k.as_str() < bound)
+                .count(),
             None => 0,
         }
     }
@@ -168,7 +179,9 @@ impl Listing {
         if self.complete {
             return None;
         }
-        self.candidates().next().map(|p| format!("{}{p}/", self.prefix))
+        self.candidates()
+            .next()
+            .map(|p| format!("{}{p}/", self.prefix))
     }
 
     /// Records the answer for [`candidate`](Self::candidate) `key_prefix`.

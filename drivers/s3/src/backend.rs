@@ -29,7 +29,9 @@ macro_rules! sse_c {
     ($builder:expr, $opts:expr) => {{
         let c = $opts.sse_customer.as_ref();
         $builder
-            .set_sse_customer_algorithm(c.map(|_| crate::config::SseCustomer::ALGORITHM.to_string()))
+            .set_sse_customer_algorithm(
+                c.map(|_| crate::config::SseCustomer::ALGORITHM.to_string()),
+            )
             .set_sse_customer_key(c.map(|c| c.key_b64.clone()))
             .set_sse_customer_key_md5(c.map(|c| c.key_md5_b64.clone()))
     }};
@@ -43,7 +45,12 @@ macro_rules! new_object {
         sse_c!($builder, $opts)
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms)
-            .set_acl($opts.acl.as_deref().map(aws_sdk_s3::types::ObjectCannedAcl::from))
+            .set_acl(
+                $opts
+                    .acl
+                    .as_deref()
+                    .map(aws_sdk_s3::types::ObjectCannedAcl::from),
+            )
             .set_storage_class(
                 $opts
                     .storage_class
@@ -198,7 +205,13 @@ impl S3Storage {
     /// What `prefix` (ending in `/`) holds inside `bucket`.
     pub(crate) async fn dir_state(&self, bucket: &str, prefix: &str) -> Result<DirState> {
         let page = self
-            .list_raw(bucket, prefix, Some("/"), crate::lister::Start::Beginning, 2)
+            .list_raw(
+                bucket,
+                prefix,
+                Some("/"),
+                crate::lister::Start::Beginning,
+                2,
+            )
             .await?;
         let mut state = DirState::default();
         for item in page.items {
@@ -407,7 +420,7 @@ impl S3Storage {
         futures::stream::iter(deletes)
             .buffer_unordered(RENAME_CONCURRENCY)
             .try_collect::<Vec<()>>()
-        .await?;
+            .await?;
         Ok(())
     }
 }
@@ -479,8 +492,8 @@ impl Storage for S3Storage {
 
     async fn write(&self, path: &str, body: ByteStream) -> Result<Entry> {
         let loc = object_loc(path)?;
-        self.check_file_target(&loc).await?;
         self.ensure_bucket(&loc.bucket).await?;
+        self.check_file_target(&loc).await?;
         self.write_object(&loc, body).await
     }
 
@@ -504,8 +517,8 @@ impl Storage for S3Storage {
         if from == to {
             return Ok(());
         }
-        self.check_file_target(&to).await?;
         self.ensure_bucket(&to.bucket).await?;
+        self.check_file_target(&to).await?;
         self.copy_object(&from, &to, source.size as i64).await
     }
 
@@ -541,11 +554,11 @@ impl Storage for S3Storage {
             if from == to {
                 return Ok(());
             }
+            self.ensure_bucket(&to.bucket).await?;
             if self.dir_state(&to.bucket, &to.dir_prefix()).await?.exists() {
                 return Err(conflict(&to.path(), "is a directory"));
             }
             self.check_file_target(&to).await?;
-            self.ensure_bucket(&to.bucket).await?;
             self.move_file(&from, &to, source.size as i64).await?;
             return self.keep_parent(&from).await;
         }
@@ -560,11 +573,9 @@ impl Storage for S3Storage {
             return Ok(());
         }
         if from.bucket == to.bucket && to.key.starts_with(&from.dir_prefix()) {
-            return Err(conflict(
-                &to.path(),
-                "cannot move a directory into itself",
-            ));
+            return Err(conflict(&to.path(), "cannot move a directory into itself"));
         }
+        self.ensure_bucket(&to.bucket).await?;
         if self.head_object(&to.bucket, &to.key).await?.is_some() {
             return Err(conflict(&to.path(), "not a directory"));
         }
@@ -582,7 +593,6 @@ impl Storage for S3Storage {
                 return Err(conflict(&file.path, "not a directory"));
             }
         }
-        self.ensure_bucket(&to.bucket).await?;
         self.move_dir(&from, &to).await?;
         self.keep_parent(&from).await
     }

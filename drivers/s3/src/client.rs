@@ -4,9 +4,9 @@
 use crate::config::{Auth, S3Options};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::{
     BehaviorVersion, ConfigBag, Intercept, Region, RequestChecksumCalculation,
     ResponseChecksumValidation, RuntimeComponents,
@@ -110,7 +110,11 @@ fn bucket_of(path: &str) -> &str {
 }
 
 /// Maps an SDK failure of a call about `path` against `endpoint`.
-pub(crate) fn map_sdk_error<E>(err: SdkError<E, HttpResponse>, endpoint: &str, path: &str) -> StorageError
+pub(crate) fn map_sdk_error<E>(
+    err: SdkError<E, HttpResponse>,
+    endpoint: &str,
+    path: &str,
+) -> StorageError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
@@ -126,7 +130,10 @@ where
             } else {
                 ErrorKind::Transient
             };
-            StorageError::new(kind, format!("cannot reach S3 endpoint {endpoint}: {cause}"))
+            StorageError::new(
+                kind,
+                format!("cannot reach S3 endpoint {endpoint}: {cause}"),
+            )
         }
         SdkError::TimeoutError(_) => StorageError::new(
             ErrorKind::Transient,
@@ -270,5 +277,58 @@ pub(crate) fn service_error(
                 format!("S3 error for {shown} ({code_or_status}): {detail}"),
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(code: Option<&str>, status: u16) -> ErrorKind {
+        service_error(code, status, Some("details"), "bucket/key").kind
+    }
+
+    #[test]
+    fn error_table() {
+        assert_eq!(kind(Some("NoSuchKey"), 404), ErrorKind::NotFound);
+        assert_eq!(kind(None, 404), ErrorKind::NotFound);
+        let bucket = service_error(Some("NoSuchBucket"), 404, None, "bucket/key");
+        assert_eq!(bucket.kind, ErrorKind::NotFound);
+        assert_eq!(bucket.message, "S3 bucket 'bucket' does not exist");
+
+        let creds = service_error(Some("InvalidAccessKeyId"), 403, Some("x"), "");
+        assert_eq!(creds.kind, ErrorKind::Permission);
+        assert!(creds
+            .message
+            .starts_with("S3 rejected the credentials (InvalidAccessKeyId)"));
+        assert_eq!(
+            kind(Some("SignatureDoesNotMatch"), 403),
+            ErrorKind::Permission
+        );
+        assert_eq!(kind(Some("AccessDenied"), 403), ErrorKind::Permission);
+        assert_eq!(kind(Some("ExpiredToken"), 400), ErrorKind::Permission);
+        let head = service_error(None, 403, None, "bucket/key");
+        assert_eq!(head.kind, ErrorKind::Permission);
+        assert!(head.message.contains("HTTP 403"), "{}", head.message);
+
+        assert_eq!(kind(Some("BucketNotEmpty"), 409), ErrorKind::Conflict);
+        assert_eq!(kind(Some("BucketAlreadyExists"), 409), ErrorKind::Conflict);
+        assert_eq!(kind(None, 412), ErrorKind::Conflict);
+        assert_eq!(kind(Some("EntityTooLarge"), 400), ErrorKind::Quota);
+        assert_eq!(kind(Some("SlowDown"), 503), ErrorKind::Transient);
+        assert_eq!(kind(Some("InternalError"), 500), ErrorKind::Transient);
+        assert_eq!(kind(None, 502), ErrorKind::Transient);
+        assert_eq!(kind(None, 429), ErrorKind::Transient);
+        assert_eq!(kind(Some("NotImplemented"), 501), ErrorKind::Unsupported);
+        assert_eq!(kind(None, 501), ErrorKind::Unsupported);
+        assert_eq!(
+            kind(Some("AuthorizationHeaderMalformed"), 400),
+            ErrorKind::InvalidConfig
+        );
+        assert_eq!(
+            kind(Some("PermanentRedirect"), 301),
+            ErrorKind::InvalidConfig
+        );
+        assert_eq!(kind(Some("InvalidArgument"), 400), ErrorKind::Other);
     }
 }

@@ -371,8 +371,16 @@ fn resolve_auth(config: &Config, env: EnvLookup<'_>) -> Result<Auth> {
                 session_token,
             })
         }
-        (true, false) => return Err(invalid("secret_access_key is set but access_key_id is empty")),
-        (false, true) => return Err(invalid("access_key_id is set but secret_access_key is empty")),
+        (true, false) => {
+            return Err(invalid(
+                "secret_access_key is set but access_key_id is empty",
+            ))
+        }
+        (false, true) => {
+            return Err(invalid(
+                "access_key_id is set but secret_access_key is empty",
+            ))
+        }
         (true, true) => {}
     }
     if session_token.is_some() {
@@ -491,22 +499,21 @@ fn resolve_sse(config: &Config) -> Result<(Sse, Option<SseCustomer>)> {
             "server_side_encryption and sse_customer_algorithm cannot be used together",
         ));
     }
-    let raw: Vec<u8> = match (key.is_empty(), key_b64.is_empty()) {
-        (false, true) => key.as_bytes().to_vec(),
-        (true, false) => BASE64
-            .decode(key_b64.trim())
-            .map_err(|_| invalid("sse_customer_key_base64 is not valid base64"))?,
-        (false, false) => {
-            return Err(invalid(
-                "give either sse_customer_key or sse_customer_key_base64, not both",
-            ))
-        }
-        (true, true) => {
-            return Err(invalid(
+    let raw: Vec<u8> =
+        match (key.is_empty(), key_b64.is_empty()) {
+            (false, true) => key.as_bytes().to_vec(),
+            (true, false) => BASE64
+                .decode(key_b64.trim())
+                .map_err(|_| invalid("sse_customer_key_base64 is not valid base64"))?,
+            (false, false) => {
+                return Err(invalid(
+                    "give either sse_customer_key or sse_customer_key_base64, not both",
+                ))
+            }
+            (true, true) => return Err(invalid(
                 "sse_customer_algorithm=AES256 needs sse_customer_key or sse_customer_key_base64",
-            ))
-        }
-    };
+            )),
+        };
     if raw.len() != 32 {
         return Err(invalid(format!(
             "the SSE-C key must be 32 bytes (AES-256), it is {} bytes",
@@ -515,9 +522,7 @@ fn resolve_sse(config: &Config) -> Result<(Sse, Option<SseCustomer>)> {
     }
     let md5 = BASE64.encode(Md5::digest(&raw));
     if !key_md5.is_empty() && key_md5 != md5 {
-        return Err(invalid(
-            "sse_customer_key_md5 does not match the SSE-C key",
-        ));
+        return Err(invalid("sse_customer_key_md5 does not match the SSE-C key"));
     }
     Ok((
         sse,
@@ -656,8 +661,7 @@ impl S3Options {
         let disable_checksum = flag(config, "disable_checksum");
         // SSE-KMS and SSE-C ETags are not MD5s, so there is nothing to check.
         let etag_is_md5 = sse_customer.is_none() && !matches!(sse, Sse::Kms { .. });
-        let multipart_etag = switch(config, "use_multipart_etag")
-            .unwrap_or(preset.multipart_etag)
+        let multipart_etag = switch(config, "use_multipart_etag").unwrap_or(preset.multipart_etag)
             && etag_is_md5
             && !disable_checksum;
 
@@ -741,9 +745,8 @@ impl S3Options {
             acl,
             bucket_acl: trimmed(config, "bucket_acl"),
             // AWS wants the region as location constraint outside us-east-1.
-            location_constraint: trimmed(config, "location_constraint").or_else(|| {
-                (provider == "AWS" && region != "us-east-1").then(|| region.clone())
-            }),
+            location_constraint: trimmed(config, "location_constraint")
+                .or_else(|| (provider == "AWS" && region != "us-east-1").then(|| region.clone())),
             chunk_size,
             upload_cutoff,
             copy_cutoff,
@@ -821,7 +824,14 @@ mod tests {
             parse_endpoint("HTTPS://minio.local:9000").unwrap().url,
             "https://minio.local:9000"
         );
-        for bad in ["", "ftp://x", "http://", "a b", "http://user@host", "http://:9000"] {
+        for bad in [
+            "",
+            "ftp://x",
+            "http://",
+            "a b",
+            "http://user@host",
+            "http://:9000",
+        ] {
             assert_eq!(
                 parse_endpoint(bad).unwrap_err().kind,
                 ErrorKind::InvalidConfig,
@@ -862,8 +872,7 @@ mod tests {
         let minio = options(json!({"provider": "Minio"})).unwrap();
         assert!(minio.path_style);
         assert_eq!(minio.list_version, 2);
-        let minio_vhost =
-            options(json!({"provider": "Minio", "force_path_style": false})).unwrap();
+        let minio_vhost = options(json!({"provider": "Minio", "force_path_style": false})).unwrap();
         assert!(!minio_vhost.path_style);
 
         let r2 = options(json!({"provider": "Cloudflare"})).unwrap();
@@ -871,7 +880,10 @@ mod tests {
         let scw = options(json!({"provider": "Scaleway"})).unwrap();
         assert_eq!(scw.max_upload_parts, 1000);
         let storj = options(json!({"provider": "Storj"})).unwrap();
-        assert_eq!((storj.chunk_size, storj.copy_cutoff), (64 * 1024 * 1024, u64::MAX));
+        assert_eq!(
+            (storj.chunk_size, storj.copy_cutoff),
+            (64 * 1024 * 1024, u64::MAX)
+        );
         let ceph = options(json!({"provider": "Ceph", "list_version": 2})).unwrap();
         assert_eq!(ceph.list_version, 2, "explicit list_version wins");
         let explicit = options(json!({"provider": "AWS", "region": "us-west-2",
@@ -884,8 +896,10 @@ mod tests {
 
     #[test]
     fn credentials() {
-        let keys = options(json!({"access_key_id": "AKID", "secret_access_key": "s3cr3t",
-            "session_token": "tok"}))
+        let keys = options(
+            json!({"access_key_id": "AKID", "secret_access_key": "s3cr3t",
+            "session_token": "tok"}),
+        )
         .unwrap();
         assert_eq!(
             keys.auth,
@@ -896,12 +910,17 @@ mod tests {
             }
         );
         let shown = format!("{keys:?}");
-        assert!(!shown.contains("s3cr3t") && !shown.contains("tok\""), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("tok\""),
+            "{shown}"
+        );
         assert!(refused(json!({"access_key_id": "AKID"})).contains("secret_access_key"));
         assert!(refused(json!({"secret_access_key": "x"})).contains("access_key_id"));
         assert!(refused(json!({"session_token": "x"})).contains("session_token"));
         assert!(refused(json!({"profile": "p"})).contains("profile"));
-        assert!(refused(json!({"shared_credentials_file": "/x"})).contains("shared_credentials_file"));
+        assert!(
+            refused(json!({"shared_credentials_file": "/x"})).contains("shared_credentials_file")
+        );
     }
 
     #[test]
@@ -945,39 +964,66 @@ mod tests {
 
     #[test]
     fn encryption() {
-        let o = options(json!({"server_side_encryption": "aws:kms", "sse_kms_key_id": "k1"})).unwrap();
-        assert_eq!(o.sse, Sse::Kms { key_id: Some("k1".into()) });
+        let o =
+            options(json!({"server_side_encryption": "aws:kms", "sse_kms_key_id": "k1"})).unwrap();
+        assert_eq!(
+            o.sse,
+            Sse::Kms {
+                key_id: Some("k1".into())
+            }
+        );
         assert!(!o.multipart_etag);
         assert!(refused(json!({"sse_kms_key_id": "k1"})).contains("sse_kms_key_id"));
 
         let key = "0123456789abcdef0123456789abcdef";
-        let o = options(json!({"sse_customer_algorithm": "AES256", "sse_customer_key": key})).unwrap();
+        let o =
+            options(json!({"sse_customer_algorithm": "AES256", "sse_customer_key": key})).unwrap();
         let c = o.sse_customer.clone().unwrap();
         assert_eq!(c.key_b64, BASE64.encode(key));
         assert_eq!(c.key_md5_b64, BASE64.encode(Md5::digest(key.as_bytes())));
         assert_eq!(format!("{c:?}"), "SseCustomer(***)");
         let same = options(json!({"sse_customer_algorithm": "AES256",
             "sse_customer_key_base64": BASE64.encode(key),
-            "sse_customer_key_md5": c.key_md5_b64})).unwrap();
+            "sse_customer_key_md5": c.key_md5_b64}))
+        .unwrap();
         assert_eq!(same.sse_customer, Some(c));
 
         assert!(refused(json!({"sse_customer_key": key})).contains("sse_customer_algorithm"));
         assert!(refused(json!({"sse_customer_algorithm": "AES256"})).contains("sse_customer_key"));
-        let short = refused(json!({"sse_customer_algorithm": "AES256", "sse_customer_key": "short"}));
-        assert!(short.contains("32 bytes") && !short.contains("short"), "{short}");
-        assert!(refused(json!({"sse_customer_algorithm": "AES256", "sse_customer_key": key,
-            "sse_customer_key_md5": "AAAA"})).contains("sse_customer_key_md5"));
-        assert!(refused(json!({"sse_customer_algorithm": "AES256", "sse_customer_key": key,
-            "server_side_encryption": "AES256"})).contains("server_side_encryption"));
+        let short =
+            refused(json!({"sse_customer_algorithm": "AES256", "sse_customer_key": "short"}));
+        assert!(
+            short.contains("32 bytes") && !short.contains("short"),
+            "{short}"
+        );
+        assert!(refused(
+            json!({"sse_customer_algorithm": "AES256", "sse_customer_key": key,
+            "sse_customer_key_md5": "AAAA"})
+        )
+        .contains("sse_customer_key_md5"));
+        assert!(refused(
+            json!({"sse_customer_algorithm": "AES256", "sse_customer_key": key,
+            "server_side_encryption": "AES256"})
+        )
+        .contains("server_side_encryption"));
     }
 
     #[test]
     fn sizes_and_counts() {
-        let o = options(json!({"chunk_size": "16M", "upload_cutoff": "0", "copy_cutoff": "1G",
+        let o = options(
+            json!({"chunk_size": "16M", "upload_cutoff": "0", "copy_cutoff": "1G",
             "upload_concurrency": 8, "max_upload_parts": 500, "list_chunk": 250, "acl": "private",
-            "use_multipart_uploads": "false"})).unwrap();
-        assert_eq!((o.chunk_size, o.upload_cutoff, o.copy_cutoff), (16 << 20, 0, 1 << 30));
-        assert_eq!((o.upload_concurrency, o.max_upload_parts, o.list_chunk), (8, 500, 250));
+            "use_multipart_uploads": "false"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.chunk_size, o.upload_cutoff, o.copy_cutoff),
+            (16 << 20, 0, 1 << 30)
+        );
+        assert_eq!(
+            (o.upload_concurrency, o.max_upload_parts, o.list_chunk),
+            (8, 500, 250)
+        );
         assert_eq!(o.acl.as_deref(), Some("private"));
         assert_eq!(o.single_put_limit(), MAX_PART);
         assert!(refused(json!({"chunk_size": "1M"})).contains("chunk_size"));
@@ -1020,9 +1066,11 @@ mod tests {
         let message = refused(json!({"disable_http2": true, "endpoint": "https://s3.example.com"}));
         assert!(message.starts_with("disable_http2"), "{message}");
         // The accepted spellings of defaults.
-        assert!(options(json!({"might_gzip": "false", "use_accept_encoding_gzip": "false",
+        assert!(options(
+            json!({"might_gzip": "false", "use_accept_encoding_gzip": "false",
             "sdk_log_mode": "Off", "version_at": "off", "encoding": "Slash,InvalidUtf8,Dot",
-            "description": "anything", "no_head_object": true, "no_system_metadata": true}))
+            "description": "anything", "no_head_object": true, "no_system_metadata": true})
+        )
         .is_ok());
     }
 

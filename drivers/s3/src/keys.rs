@@ -82,7 +82,11 @@ pub(crate) fn check_bucket_name(bucket: &str) -> Result<()> {
 /// `x-amz-copy-source` header needs.
 pub(crate) fn encode_copy_source(bucket: &str, key: &str) -> String {
     let mut out = String::with_capacity(bucket.len() + key.len() + 8);
-    for b in bucket.bytes().chain(std::iter::once(b'/')).chain(key.bytes()) {
+    for b in bucket
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(key.bytes())
+    {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
             out.push(b as char);
         } else {
@@ -132,7 +136,10 @@ mod tests {
         assert_eq!(loc.dir_prefix(), "x/y/");
         assert_eq!(loc.parent_key(), Some("x"));
         let bucket = locate("b").unwrap().unwrap();
-        assert_eq!((bucket.key.as_str(), bucket.dir_prefix()), ("", String::new()));
+        assert_eq!(
+            (bucket.key.as_str(), bucket.dir_prefix()),
+            ("", String::new())
+        );
         assert_eq!(bucket.parent_key(), None);
         assert_eq!(
             locate("b/a/b/c").unwrap().unwrap().ancestor_keys(),

@@ -106,7 +106,9 @@ impl S3Storage {
             url_decode(raw).ok_or_else(|| {
                 StorageError::new(
                     ErrorKind::Other,
-                    format!("S3 sent a malformed URL-encoded key '{raw}' (set list_url_encode=false?)"),
+                    format!(
+                        "S3 sent a malformed URL-encoded key '{raw}' (set list_url_encode=false?)"
+                    ),
                 )
             })
         };
@@ -144,7 +146,10 @@ impl S3Storage {
             };
             return finish(
                 out.contents().iter().map(object).collect::<Result<_>>()?,
-                out.common_prefixes().iter().map(prefix_of).collect::<Result<_>>()?,
+                out.common_prefixes()
+                    .iter()
+                    .map(prefix_of)
+                    .collect::<Result<_>>()?,
                 out.is_truncated().unwrap_or(false),
                 next,
                 true,
@@ -170,7 +175,10 @@ impl S3Storage {
             .map_err(self.fail(bucket))?;
         finish(
             out.contents().iter().map(object).collect::<Result<_>>()?,
-            out.common_prefixes().iter().map(prefix_of).collect::<Result<_>>()?,
+            out.common_prefixes()
+                .iter()
+                .map(prefix_of)
+                .collect::<Result<_>>()?,
             out.is_truncated().unwrap_or(false),
             out.next_continuation_token()
                 .filter(|t| !t.is_empty())
@@ -251,7 +259,7 @@ impl S3Storage {
         let mut last_key = String::new();
         let mut saw_marker = false;
         let ended = loop {
-            let want = (limit + 1 - found.len()).min(self.opts.list_chunk as usize);
+            let want = (limit.saturating_add(1) - found.len()).min(self.opts.list_chunk as usize);
             let page = self
                 .list_raw(
                     &loc.bucket,

@@ -217,16 +217,7 @@ impl S3Storage {
         let (etag, md5s, written) = match result {
             Ok(done) => done,
             Err(err) => {
-                if !self.opts.leave_parts_on_error {
-                    let _ = self
-                        .client
-                        .abort_multipart_upload()
-                        .bucket(&loc.bucket)
-                        .key(&loc.key)
-                        .upload_id(&upload_id)
-                        .send()
-                        .await;
-                }
+                self.abort_upload(&loc.bucket, &loc.key, &upload_id).await;
                 return Err(err);
             }
         };
@@ -234,13 +225,16 @@ impl S3Storage {
             let want = multipart_etag(&md5s);
             let got = etag.unwrap_or_default().trim_matches('"').to_string();
             if got != want {
-                let _ = self
+                if let Err(e) = self
                     .client
                     .delete_object()
                     .bucket(&loc.bucket)
                     .key(&loc.key)
                     .send()
-                    .await;
+                    .await
+                {
+                    tracing::warn!(path, error = %self.fail(&path)(e), "cannot remove a corrupt upload");
+                }
                 return Err(StorageError::new(
                     ErrorKind::Transient,
                     format!("{path}: multipart upload corrupted (ETag {got}, expected {want}); the object was removed"),
@@ -248,6 +242,26 @@ impl S3Storage {
             }
         }
         self.written_entry(loc, written).await
+    }
+
+    /// Aborts a failed multipart upload (unless `leave_parts_on_error`), so
+    /// its parts stop taking space; a failure to abort is logged.
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) {
+        if self.opts.leave_parts_on_error {
+            return;
+        }
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = aborted {
+            let path = berth_storage::join_path(bucket, key);
+            tracing::warn!(path, error = %self.fail(&path)(e), "cannot abort a failed multipart upload");
+        }
     }
 
     /// Cuts the body into parts and uploads them concurrently; returns the
@@ -352,8 +366,8 @@ impl S3Storage {
             .map(|(i, start)| (i as i32 + 1, start, (start + part_size).min(size) - 1))
             .collect();
         let result = async {
-            let parts: Vec<CompletedPart> = futures::stream::iter(ranges.into_iter().map(
-                |(number, first, last)| {
+            let parts: Vec<CompletedPart> =
+                futures::stream::iter(ranges.into_iter().map(|(number, first, last)| {
                     let request = self
                         .client
                         .upload_part_copy()
@@ -378,11 +392,10 @@ impl S3Storage {
                                 .build(),
                         )
                     }
-                },
-            ))
-            .buffered(self.opts.upload_concurrency)
-            .try_collect()
-            .await?;
+                }))
+                .buffered(self.opts.upload_concurrency)
+                .try_collect()
+                .await?;
             let done = self
                 .client
                 .complete_multipart_upload()
@@ -402,16 +415,7 @@ impl S3Storage {
         }
         .await;
         if let Err(err) = result {
-            if !self.opts.leave_parts_on_error {
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&to.bucket)
-                    .key(&to.key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-            }
+            self.abort_upload(&to.bucket, &to.key, &upload_id).await;
             return Err(err);
         }
         Ok(())
@@ -419,10 +423,11 @@ impl S3Storage {
 }
 
 /// The result of a joined part task.
-fn joined_part(joined: std::result::Result<Result<PartDone>, tokio::task::JoinError>) -> Result<PartDone> {
-    joined.map_err(|e| {
-        StorageError::new(ErrorKind::Other, format!("part upload task failed: {e}"))
-    })?
+fn joined_part(
+    joined: std::result::Result<Result<PartDone>, tokio::task::JoinError>,
+) -> Result<PartDone> {
+    joined
+        .map_err(|e| StorageError::new(ErrorKind::Other, format!("part upload task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -46,7 +46,12 @@ async fn fresh_container(endpoint: &str) -> (String, Fixture) {
 async fn on_fresh_container(config: impl Fn(&str, &str) -> Value) -> Option<Fixture> {
     let endpoint = emulator("BERTH_TEST_AZURE_ENDPOINT")?;
     let (container, owner) = fresh_container(&endpoint).await;
-    let engine = engine("azureblob", config(&endpoint, &container), &Backends::default()).await;
+    let engine = engine(
+        "azureblob",
+        config(&endpoint, &container),
+        &Backends::default(),
+    )
+    .await;
     let view = SubPath::wrap(engine.storage.clone(), &container).unwrap();
     Some(Fixture::new(view, Some(Box::new((engine, owner)))))
 }
@@ -83,13 +88,9 @@ async fn fixture_lean() -> Option<Fixture> {
 
 async fn fixture_account_sas() -> Option<Fixture> {
     on_fresh_container(|endpoint, _| {
-        let token = berth_azure::account_sas_token(
-            ACCOUNT,
-            KEY,
-            "rwdlacu",
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let token =
+            berth_azure::account_sas_token(ACCOUNT, KEY, "rwdlacu", Duration::from_secs(3600))
+                .unwrap();
         json!({ "sas_url": format!("{endpoint}?{token}") })
     })
     .await
@@ -135,6 +136,7 @@ async fn try_engine(body: Value) -> Result<Arc<dyn Storage>> {
     let env = EngineEnv {
         drivers: DriverEnv::default(),
         state_dir: dir.path().to_path_buf(),
+        hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
     };
     let ctx = BuildContext {
         backend_id: "0123456789abcdef",
@@ -163,7 +165,8 @@ async fn wrong_key_is_invalid_credentials() {
     let err = must_fail(storage.probe().await);
     assert_eq!(err.kind, ErrorKind::Permission, "{err}");
     assert!(
-        err.message.starts_with("Invalid storage account credentials"),
+        err.message
+            .starts_with("Invalid storage account credentials"),
         "{err}"
     );
     assert!(!err.message.contains("sig="), "{err}");
@@ -184,7 +187,8 @@ async fn expired_or_tampered_sas_is_invalid_credentials() {
     let err = must_fail(storage.probe().await);
     assert_eq!(err.kind, ErrorKind::Permission, "{err}");
     assert!(
-        err.message.starts_with("Invalid storage account credentials"),
+        err.message
+            .starts_with("Invalid storage account credentials"),
         "{err}"
     );
     let signature = tampered.rsplit("sig=").next().unwrap();
@@ -387,7 +391,9 @@ async fn access_tier_and_archive_tier_delete() {
     )
     .await;
     deleting.storage.write(&path, once("thawed")).await.unwrap();
-    let data = collect(plain.read(&path, None).await.unwrap()).await.unwrap();
+    let data = collect(plain.read(&path, None).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(data, b"thawed");
 }
 
@@ -412,7 +418,10 @@ async fn public_access_applies_to_new_containers() {
     // Anonymous reads of a public blob work; listing the container does not.
     let anonymous = reqwest_get(&format!("{endpoint}/{container}/open.txt")).await;
     assert_eq!(anonymous, Some(200));
-    let listing = reqwest_get(&format!("{endpoint}/{container}?restype=container&comp=list")).await;
+    let listing = reqwest_get(&format!(
+        "{endpoint}/{container}?restype=container&comp=list"
+    ))
+    .await;
     assert_ne!(listing, Some(200));
 }
 
@@ -447,9 +456,14 @@ async fn container_sas_reaches_only_its_container() {
     // The fixture is a SubPath view; check through a fresh engine instead.
     let endpoint = emulator("BERTH_TEST_AZURE_ENDPOINT").unwrap();
     let (container, _owner) = fresh_container(&endpoint).await;
-    let token =
-        berth_azure::container_sas_token(ACCOUNT, KEY, &container, "racwdl", Duration::from_secs(60))
-            .unwrap();
+    let token = berth_azure::container_sas_token(
+        ACCOUNT,
+        KEY,
+        &container,
+        "racwdl",
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let st = try_engine(json!({ "sas_url": format!("{endpoint}/{container}?{token}") }))
         .await
         .unwrap();

@@ -46,6 +46,7 @@ async fn try_engine(slug: &str, body: Value, backends: &Backends) -> Result<Stor
     let env = EngineEnv {
         drivers: DriverEnv::default(),
         state_dir: std::env::temp_dir(),
+        hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
     };
     let ctx = BuildContext {
         backend_id: "0123456789abcdef",

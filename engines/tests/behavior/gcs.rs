@@ -25,7 +25,12 @@ fn body(endpoint: &str, extra: Value) -> Value {
 /// The engine on a fresh bucket, seen through a `SubPath` as the suite wants.
 async fn on_fresh_bucket(extra: Value) -> Option<Fixture> {
     let endpoint = emulator("BERTH_TEST_GCS_ENDPOINT")?;
-    let whole = engine("google-cloud-storage", body(&endpoint, extra), &Backends::default()).await;
+    let whole = engine(
+        "google-cloud-storage",
+        body(&endpoint, extra),
+        &Backends::default(),
+    )
+    .await;
     let bucket = unique("berth");
     whole
         .storage
@@ -59,6 +64,7 @@ async fn try_engine(body: Value) -> Result<Arc<dyn Storage>> {
     let env = EngineEnv {
         drivers: DriverEnv::default(),
         state_dir: std::env::temp_dir(),
+        hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
     };
     let backends = Backends::default();
     let ctx = BuildContext {
@@ -92,10 +98,11 @@ async fn bad_service_account_json_is_invalid_config() {
     assert!(!e.message.contains("SECRET"), "{e}");
 
     let key = json!({"type": "service_account", "client_email": "a@b.c",
+        "private_key_id": "0123", "project_id": "p",
         "private_key": "-----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----\n"});
     let e = build_err(json!({ "service_account_credentials": key.to_string() })).await;
     assert_eq!(e.kind, ErrorKind::InvalidConfig, "{e}");
-    assert!(e.message.contains("private_key"), "{e}");
+    assert!(e.message.contains("not a usable PKCS#8 PEM RSA key"), "{e}");
     assert!(!e.message.contains("SECRET"), "{e}");
 }
 
@@ -113,15 +120,47 @@ async fn missing_service_account_file_is_invalid_config() {
 #[tokio::test]
 async fn unsupported_options_are_refused_by_name() {
     let cases = [
-        (json!({"anonymous": true, "client_credentials": true}), ErrorKind::Unsupported, "client_credentials"),
-        (json!({"anonymous": true, "auth_url": "https://accounts.example/auth"}), ErrorKind::InvalidConfig, "auth_url"),
-        (json!({"anonymous": true, "encoding": "Slash,Dot"}), ErrorKind::Unsupported, "encoding"),
-        (json!({"anonymous": true, "bucket_policy_only": true, "bucket_acl": "publicRead"}), ErrorKind::InvalidConfig, "bucket_acl"),
-        (json!({"anonymous": true, "client_id": "id.apps.googleusercontent.com"}), ErrorKind::InvalidConfig, "client_id"),
-        (json!({"anonymous": true, "env_auth": true}), ErrorKind::InvalidConfig, "env_auth"),
+        (
+            json!({"anonymous": true, "client_credentials": true}),
+            ErrorKind::Unsupported,
+            "client_credentials",
+        ),
+        (
+            json!({"anonymous": true, "auth_url": "https://accounts.example/auth"}),
+            ErrorKind::InvalidConfig,
+            "auth_url",
+        ),
+        (
+            json!({"anonymous": true, "encoding": "Slash,Dot"}),
+            ErrorKind::Unsupported,
+            "encoding",
+        ),
+        (
+            json!({"anonymous": true, "bucket_policy_only": true, "bucket_acl": "publicRead"}),
+            ErrorKind::InvalidConfig,
+            "bucket_acl",
+        ),
+        (
+            json!({"anonymous": true, "client_id": "id.apps.googleusercontent.com"}),
+            ErrorKind::InvalidConfig,
+            "client_id",
+        ),
+        (
+            json!({"anonymous": true, "env_auth": true}),
+            ErrorKind::InvalidConfig,
+            "env_auth",
+        ),
         (json!({}), ErrorKind::InvalidConfig, "no credentials"),
-        (json!({"anonymous": true, "endpoint": "localhost:4443"}), ErrorKind::InvalidConfig, "endpoint"),
-        (json!({"token": "{\"access_token\": \"ya29.x\", \"expiry\": \"2001-01-01T00:00:00Z\"}"}), ErrorKind::InvalidConfig, "expired"),
+        (
+            json!({"anonymous": true, "endpoint": "localhost:4443"}),
+            ErrorKind::InvalidConfig,
+            "endpoint",
+        ),
+        (
+            json!({"token": "{\"access_token\": \"ya29.x\", \"expiry\": \"2001-01-01T00:00:00Z\"}"}),
+            ErrorKind::InvalidConfig,
+            "expired",
+        ),
     ];
     for (body, kind, name) in cases {
         let e = build_err(body.clone()).await;
@@ -147,7 +186,11 @@ async fn unreachable_endpoint_is_transient_and_quick() {
     assert_eq!(e.kind, ErrorKind::Transient, "{e}");
     let e = st.write("bucket/object", once("x")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Transient, "{e}");
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -155,29 +198,41 @@ async fn buckets_at_the_root() {
     let Some(endpoint) = emulator("BERTH_TEST_GCS_ENDPOINT") else {
         return;
     };
-    let st = engine("google-cloud-storage", body(&endpoint, json!({})), &Backends::default())
-        .await
-        .storage
-        .clone();
+    let st = engine(
+        "google-cloud-storage",
+        body(&endpoint, json!({})),
+        &Backends::default(),
+    )
+    .await
+    .storage
+    .clone();
     st.probe().await.unwrap();
     let bucket = unique("berth-root");
     st.mkdir(&bucket).await.unwrap();
     st.mkdir(&bucket).await.unwrap();
     assert_eq!(st.stat(&bucket).await.unwrap().kind, EntryKind::Dir);
     let (buckets, _) = list_all(&st, "", 1).await;
-    assert!(buckets.iter().any(|e| e.path == bucket && e.kind == EntryKind::Dir));
+    assert!(buckets
+        .iter()
+        .any(|e| e.path == bucket && e.kind == EntryKind::Dir));
 
     st.write(&format!("{bucket}/f"), once("x")).await.unwrap();
     let e = st.rmdir(&bucket).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
-    assert_eq!(st.delete(&bucket).await.unwrap_err().kind, ErrorKind::Conflict);
+    assert_eq!(
+        st.delete(&bucket).await.unwrap_err().kind,
+        ErrorKind::Conflict
+    );
     assert_eq!(
         st.rename(&bucket, "elsewhere").await.unwrap_err().kind,
         ErrorKind::Unsupported
     );
     st.delete(&format!("{bucket}/f")).await.unwrap();
     st.rmdir(&bucket).await.unwrap();
-    assert_eq!(st.stat(&bucket).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        st.stat(&bucket).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
 
     // A missing bucket named in a reference fails its probe clearly.
     let view = SubPath::wrap(st.clone(), &bucket).unwrap();
@@ -191,12 +246,18 @@ async fn writes_create_missing_buckets_unless_told_not_to() {
     let Some(endpoint) = emulator("BERTH_TEST_GCS_ENDPOINT") else {
         return;
     };
-    let st = engine("google-cloud-storage", body(&endpoint, json!({})), &Backends::default())
-        .await
-        .storage
-        .clone();
+    let st = engine(
+        "google-cloud-storage",
+        body(&endpoint, json!({})),
+        &Backends::default(),
+    )
+    .await
+    .storage
+    .clone();
     let bucket = unique("berth-auto");
-    st.write(&format!("{bucket}/a/b"), once("hello")).await.unwrap();
+    st.write(&format!("{bucket}/a/b"), once("hello"))
+        .await
+        .unwrap();
     assert_eq!(st.stat(&bucket).await.unwrap().kind, EntryKind::Dir);
 
     let strict = engine(
@@ -208,9 +269,15 @@ async fn writes_create_missing_buckets_unless_told_not_to() {
     .storage
     .clone();
     let missing = unique("berth-missing");
-    let e = strict.write(&format!("{missing}/x"), once("x")).await.unwrap_err();
+    let e = strict
+        .write(&format!("{missing}/x"), once("x"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
-    assert_eq!(strict.stat(&missing).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        strict.stat(&missing).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
 }
 
 /// Directory `a` (key `a/`) sorts after `a-1` and `a.txt` on the server but
@@ -258,6 +325,36 @@ async fn resumable_upload_and_ranges() {
     assert_eq!(entry.size, data.len() as u64);
     let offset = berth_gcs::UPLOAD_CHUNK as u64 - 10;
     let body = st.read("big.bin", Some((offset, 20))).await.unwrap();
-    assert_eq!(collect(body).await.unwrap(), &data[offset as usize..offset as usize + 20]);
-    assert!(collect(st.read("big.bin", None).await.unwrap()).await.unwrap() == data);
+    assert_eq!(
+        collect(body).await.unwrap(),
+        &data[offset as usize..offset as usize + 20]
+    );
+    assert!(
+        collect(st.read("big.bin", None).await.unwrap())
+            .await
+            .unwrap()
+            == data
+    );
+}
+
+/// A body that fails after the resumable upload started leaves the old
+/// object as it was and creates nothing new.
+#[tokio::test]
+async fn failing_large_body_leaves_nothing() {
+    let Some(fixture) = fixture().await else {
+        return;
+    };
+    let st = fixture.storage.clone();
+    st.write("kept", once("old")).await.unwrap();
+    // Twice 5 MiB, then an error: past the read-ahead, inside the upload.
+    let half = berth_storage::testkit::pattern(berth_gcs::RESUMABLE_THRESHOLD / 2 + (1 << 20));
+    let failing = || berth_storage::testkit::failing(&half);
+    let e = st.write("kept", failing()).await.unwrap_err();
+    assert_eq!(e.message, "body failed midway");
+    assert_eq!(
+        collect(st.read("kept", None).await.unwrap()).await.unwrap(),
+        b"old"
+    );
+    assert!(st.write("new", failing()).await.is_err());
+    assert_eq!(st.stat("new").await.unwrap_err().kind, ErrorKind::NotFound);
 }

@@ -1,47 +1,26 @@
 //! chunker, hasher and cache, each over a named in-memory backend `m`.
 //!
-//! chunker and cache are built through the engine factory like every other
-//! engine. The hasher needs a hash store that the factory does not pass yet,
-//! so its fixture builds through `berth_layers::build_with_hashes` with an
-//! in-memory store (config still validated by the catalog).
+//! Built through the engine factory like every other engine: the cache in
+//! the fixture's temp state directory, the hasher with an in-memory hash store.
 
 use crate::support::{engine, Backends};
-use async_trait::async_trait;
-use berth_engines::BackendLookup;
-use berth_layers::{LayerContext, MemoryHashStore};
-use berth_storage::catalog::catalog;
 use berth_storage::drivers::MemoryStorage;
-use berth_storage::remote::Remote;
 use berth_storage::testkit::Fixture;
-use berth_storage::{Resolve, Result, Storage, StorageError, SubPath};
+use berth_storage::Storage;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// One empty in-memory backend named `m`.
 fn backends() -> Backends {
     let mut backends = Backends::default();
-    backends
-        .0
-        .insert("m".into(), Arc::new(MemoryStorage::new()) as Arc<dyn Storage>);
+    backends.0.insert(
+        "m".into(),
+        Arc::new(MemoryStorage::new()) as Arc<dyn Storage>,
+    );
     backends
 }
 
-/// Opens `name:path` remotes from [`Backends`].
-struct Opener(Backends);
-
-#[async_trait]
-impl Resolve for Opener {
-    async fn open(&self, remote: &Remote) -> Result<Arc<dyn Storage>> {
-        match remote {
-            Remote::Backend { backend, path } => SubPath::wrap(self.0.lookup(backend)?, path),
-            Remote::Local(dir) => Err(StorageError::unsupported(format!(
-                "no local remotes in these tests: {}",
-                dir.display()
-            ))),
-        }
-    }
-}
-
+/// Default chunker settings.
 async fn chunker() -> Option<Fixture> {
     Some(engine("chunker", json!({"remote": "m:"}), &backends()).await)
 }
@@ -76,29 +55,9 @@ async fn chunker_no_meta() -> Option<Fixture> {
     Some(engine("chunker", config, &backends()).await)
 }
 
-/// Builds a hasher over `m:` with an in-memory hash store.
+/// Builds a hasher over `m:` (the factory gives it an in-memory hash store).
 async fn hasher_with(body: Value) -> Fixture {
-    let config = catalog()
-        .get("hasher")
-        .expect("hasher in the catalog")
-        .validate_create(&body)
-        .unwrap_or_else(|e| panic!("hasher config: {e}"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let opener = Opener(backends());
-    let ctx = LayerContext {
-        backend_id: "0123456789abcdef",
-        resolve: &opener,
-        state_dir: dir.path(),
-    };
-    let storage = berth_layers::build_with_hashes(
-        "hasher",
-        &config,
-        &ctx,
-        Arc::new(MemoryHashStore::new()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("build hasher: {e}"));
-    Fixture::new(storage, Some(Box::new(dir)))
+    engine("hasher", body, &backends()).await
 }
 
 /// Records kept forever; files under 1 MiB hashed on demand.
@@ -119,6 +78,30 @@ async fn hasher_keep_nothing() -> Option<Fixture> {
     Some(hasher_with(json!({"remote": "m:"})).await)
 }
 
+/// Small pieces, a cap the 10 MiB file overflows (so eviction runs while
+/// it is read), cleanups after every new piece.
+async fn cache() -> Option<Fixture> {
+    let config = json!({
+        "remote": "m:",
+        "chunk_size": "64K",
+        "chunk_total_size": "4M",
+        "chunk_clean_interval": 0,
+    });
+    Some(engine("cache", config, &backends()).await)
+}
+
+/// Written data cached too; no stat/listing cache; parallel fetches.
+async fn cache_with_writes() -> Option<Fixture> {
+    let config = json!({
+        "remote": "m:",
+        "chunk_size": "100K",
+        "writes": true,
+        "info_age": 0,
+        "workers": 8,
+    });
+    Some(engine("cache", config, &backends()).await)
+}
+
 berth_storage::behaviour_suite! {
     chunker => super::chunker,
     chunker_small_chunks => super::chunker_small_chunks,
@@ -126,4 +109,6 @@ berth_storage::behaviour_suite! {
     chunker_no_meta => super::chunker_no_meta,
     hasher => super::hasher,
     hasher_keep_nothing => super::hasher_keep_nothing,
+    cache => super::cache,
+    cache_with_writes => super::cache_with_writes,
 }

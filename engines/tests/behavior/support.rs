@@ -35,6 +35,7 @@ pub async fn engine(slug: &str, body: Value, backends: &Backends) -> Fixture {
             local_roots: vec![local.canonicalize().unwrap()],
         },
         state_dir: dir.path().join("state"),
+        hashes: Arc::new(berth_layers::MemoryHashStore::new()),
     };
     let config: Config = catalog()
         .get(slug)

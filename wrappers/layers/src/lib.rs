@@ -13,13 +13,13 @@
 //! honoured, or refused at build time with `InvalidConfig`/`Unsupported`
 //! naming the option. None is accepted and ignored.
 
-//TMP pub mod cache;
+pub mod cache;
 pub mod chunker;
 mod digest;
 pub mod hasher;
 mod options;
 
-//TMP pub use cache::Cache;
+pub use cache::Cache;
 pub use chunker::Chunker;
 pub use hasher::{DbHashStore, HashStore, Hasher, MemoryHashStore, StoredHashes};
 
@@ -37,11 +37,11 @@ pub struct LayerContext<'a> {
     pub resolve: &'a dyn Resolve,
     /// A directory of this backend's own for on-disk state.
     pub state_dir: &'a Path,
+    /// Where `hasher` keeps its hashes (the service passes a [`DbHashStore`]).
+    pub hashes: Arc<dyn HashStore>,
 }
 
-/// Builds the layer `slug` (`chunker` or `cache`) over the storage its
-/// `remote` references. `hasher` needs a [`HashStore`]: build it with
-/// [`build_with_hashes`]; here it answers `Unsupported`.
+/// Builds the layer `slug` over the storage its `remote` references.
 pub async fn build(
     slug: &str,
     config: &Config,
@@ -49,9 +49,9 @@ pub async fn build(
 ) -> Result<Arc<dyn Storage>> {
     match slug {
         "chunker" => Ok(Arc::new(Chunker::build(config, ctx).await?)),
-        //TMP "cache" => Ok(Arc::new(Cache::build(config, ctx).await?)),
-        "hasher" => Err(StorageError::unsupported(
-            "provider 'hasher' needs the service's hash database, which is not configured",
+        "cache" => Ok(Arc::new(Cache::build(config, ctx).await?)),
+        "hasher" => Ok(Arc::new(
+            Hasher::build(config, ctx, ctx.hashes.clone()).await?,
         )),
         other => Err(StorageError::unsupported(format!(
             "provider '{other}' is not a layered wrapper"
@@ -59,22 +59,12 @@ pub async fn build(
     }
 }
 
-/// Builds the layer `slug` like [`build`], giving `hasher` the store that
-/// keeps its hashes (the service passes a [`DbHashStore`]).
-pub async fn build_with_hashes(
-    slug: &str,
+/// Opens the upstream named by the config's `remote`.
+pub(crate) async fn open_remote(
     config: &Config,
     ctx: &LayerContext<'_>,
-    hashes: Arc<dyn HashStore>,
 ) -> Result<Arc<dyn Storage>> {
-    match slug {
-        "hasher" => Ok(Arc::new(Hasher::build(config, ctx, hashes).await?)),
-        other => build(other, config, ctx).await,
-    }
-}
-
-/// Opens the upstream named by the config's `remote`.
-pub(crate) async fn open_remote(config: &Config, ctx: &LayerContext<'_>) -> Result<Arc<dyn Storage>> {
-    let remote = Remote::parse(options::text(config, "remote")).map_err(StorageError::invalid_config)?;
+    let remote =
+        Remote::parse(options::text(config, "remote")).map_err(StorageError::invalid_config)?;
     ctx.resolve.open(&remote).await
 }

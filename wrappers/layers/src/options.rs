@@ -8,10 +8,7 @@ use berth_storage::{Result, StorageError};
 
 /// A string option (`""` when absent).
 pub(crate) fn text<'a>(config: &'a Config, key: &str) -> &'a str {
-    config
-        .get(key)
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
+    config.get(key).and_then(|v| v.as_str()).unwrap_or_default()
 }
 
 /// A boolean option (`false` when absent).

@@ -101,7 +101,10 @@ enum Resolved {
     Plain(Entry),
     Composite(Composite),
     /// A composite file that cannot be assembled: why, and its upstream files.
-    Damaged { reason: String, files: Vec<String> },
+    Damaged {
+        reason: String,
+        files: Vec<String>,
+    },
 }
 
 impl Resolved {
@@ -154,15 +157,17 @@ fn xact_id() -> String {
 }
 
 /// Checks that chunks are numbered 0, 1, ... without gaps; returns them in
-/// order.
-fn in_order(mut found: Vec<Found>) -> std::result::Result<Vec<Entry>, String> {
+/// order. Messages use the numbers in the names (`first` is `start_from`).
+fn in_order(mut found: Vec<Found>, first: u64) -> std::result::Result<Vec<Entry>, String> {
     found.sort_by_key(|f| f.index);
     for (at, f) in found.iter().enumerate() {
         match (at as u64).cmp(&f.index) {
             std::cmp::Ordering::Equal => {}
-            std::cmp::Ordering::Less => return Err(format!("chunk {} is missing", at)),
+            std::cmp::Ordering::Less => {
+                return Err(format!("chunk number {} is missing", at as u64 + first))
+            }
             std::cmp::Ordering::Greater => {
-                return Err(format!("chunk {} is present twice", f.index))
+                return Err(format!("chunk number {} is present twice", f.index + first))
             }
         }
     }
@@ -332,7 +337,11 @@ impl Chunker {
 
     /// The content of a small upstream file; `None` if it vanished.
     async fn read_small(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let body = match self.upstream.read(path, Some((0, MAX_METADATA_SIZE + 1))).await {
+        let body = match self
+            .upstream
+            .read(path, Some((0, MAX_METADATA_SIZE + 1)))
+            .await
+        {
             Ok(body) => body,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -360,7 +369,7 @@ impl Chunker {
                 return Ok(file.map_or(Resolved::Missing, Resolved::Plain));
             }
             let files = active.iter().map(|f| f.entry.path.clone()).collect();
-            let chunks = match in_order(active) {
+            let chunks = match in_order(active, self.format.start_from()) {
                 Ok(chunks) => chunks,
                 Err(reason) => return Ok(Resolved::Damaged { reason, files }),
             };
@@ -400,7 +409,7 @@ impl Chunker {
             Ok(info) => info,
             Err(reason) => return Ok(Resolved::Damaged { reason, files }),
         };
-        let chunks = match in_order(active) {
+        let chunks = match in_order(active, self.format.start_from()) {
             Ok(chunks) => chunks,
             Err(reason) => return Ok(Resolved::Damaged { reason, files }),
         };
@@ -500,7 +509,8 @@ impl Chunker {
         let name = entry.name().to_string();
         if entry.kind == EntryKind::File {
             if let Some(chunk) = self.format.parse_name(&name) {
-                let (Some(index), false) = (chunk.index, after.is_some_and(|a| chunk.base.as_str() <= a))
+                let (Some(index), false) =
+                    (chunk.index, after.is_some_and(|a| chunk.base.as_str() <= a))
                 else {
                     // Control chunks are hidden; chunks of names before the
                     // cursor were accounted for on an earlier page.
@@ -533,7 +543,10 @@ impl Chunker {
             return Ok(Some(entry));
         }
         let path = join_path(dir, name);
-        match self.compose(&path, pending.file, pending.found, None).await? {
+        match self
+            .compose(&path, pending.file, pending.found, None)
+            .await?
+        {
             Resolved::Missing => Ok(None),
             Resolved::Dir(entry) | Resolved::Plain(entry) => Ok(Some(entry)),
             Resolved::Composite(c) => Ok(Some(c.entry)),
@@ -543,6 +556,26 @@ impl Chunker {
                 Ok(None)
             }
         }
+    }
+
+    /// Assembles the `ready` names into `out`, stopping once it holds more
+    /// than `limit` entries; returns whether it does.
+    async fn emit(
+        &self,
+        dir: &str,
+        ready: &mut Vec<(String, Pending)>,
+        out: &mut Vec<Entry>,
+        limit: usize,
+    ) -> Result<bool> {
+        for (name, slot) in ready.drain(..) {
+            if let Some(entry) = self.assemble(dir, &name, slot).await? {
+                out.push(entry);
+                if out.len() > limit {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Deletes upstream files, ignoring those already gone; the first other
@@ -575,7 +608,11 @@ impl Chunker {
     async fn new_xact(&self, path: &str) -> Result<String> {
         for _ in 0..XACT_PROBES {
             let id = xact_id();
-            match self.upstream.stat(&self.chunk_path(path, 0, Some(&id))).await {
+            match self
+                .upstream
+                .stat(&self.chunk_path(path, 0, Some(&id)))
+                .await
+            {
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(id),
                 Err(e) => return Err(e),
                 Ok(_) => {}
@@ -604,7 +641,10 @@ impl Chunker {
                 ));
             }
             let temp = self.chunk_path(path, index, Some(xact));
-            let entry = self.upstream.write(&temp, body.part(self.chunk_size)).await?;
+            let entry = self
+                .upstream
+                .write(&temp, body.part(self.chunk_size))
+                .await?;
             uploaded.push((temp, entry));
             if body.exhausted().await {
                 break;
@@ -617,7 +657,10 @@ impl Chunker {
         if total != body.handed().await {
             return Err(StorageError::new(
                 ErrorKind::Transient,
-                format!("{path}: the upstream stored {total} of {} bytes", body.handed().await),
+                format!(
+                    "{path}: the upstream stored {total} of {} bytes",
+                    body.handed().await
+                ),
             ));
         }
         Ok(())
@@ -822,7 +865,7 @@ impl Storage for Chunker {
         let mut pending = BTreeMap::new();
         let mut out: Vec<Entry> = Vec::new();
         let mut upstream_cursor = cursor.clone();
-        loop {
+        'pages: loop {
             let page = match self.upstream.list(&dir, upstream_cursor.take(), 0).await {
                 Ok(page) => page,
                 Err(e) if e.kind == ErrorKind::NotFound && !self.use_meta && !dir.is_empty() => {
@@ -834,21 +877,20 @@ impl Storage for Chunker {
                 }
                 Err(e) => return Err(e),
             };
+            let exhausted = page.next.is_none();
             let mut ready = Vec::new();
             for entry in page.entries {
                 self.take_settled(&mut pending, Some(entry.name()), &mut ready);
+                // Assemble as soon as names settle: a full page stops the
+                // scan (and the metadata reads) early.
+                if self.emit(&dir, &mut ready, &mut out, limit).await? {
+                    break 'pages;
+                }
                 self.classify(entry, cursor.as_deref(), &mut pending);
             }
-            let exhausted = page.next.is_none();
             if exhausted {
                 self.take_settled(&mut pending, None, &mut ready);
-            }
-            for (name, slot) in ready {
-                if let Some(entry) = self.assemble(&dir, &name, slot).await? {
-                    out.push(entry);
-                }
-            }
-            if exhausted || out.len() > limit {
+                self.emit(&dir, &mut ready, &mut out, limit).await?;
                 break;
             }
             upstream_cursor = page.next;
@@ -959,8 +1001,10 @@ impl Storage for Chunker {
 
     async fn rmdir(&self, path: &str) -> Result<()> {
         let path = normalize_path(path)?;
-        if let (false, Resolved::Composite(_)) = (self.use_meta || path.is_empty(), self.resolve(&path).await?) {
-            return Err(conflict(&path, "not a directory"));
+        if !self.use_meta && !path.is_empty() {
+            if let Resolved::Composite(_) = self.resolve(&path).await? {
+                return Err(conflict(&path, "not a directory"));
+            }
         }
         self.upstream.rmdir(&path).await
     }
@@ -974,9 +1018,7 @@ impl Storage for Chunker {
         match self.resolve(&path).await? {
             Resolved::Missing => Err(StorageError::not_found(&path)),
             Resolved::Damaged { reason, .. } => Err(damaged(&path, &reason)),
-            Resolved::Dir(_) | Resolved::Plain(_) => {
-                self.upstream.set_modified(&path, time).await
-            }
+            Resolved::Dir(_) | Resolved::Plain(_) => self.upstream.set_modified(&path, time).await,
             Resolved::Composite(c) => {
                 // The time shown is the metadata object's, or the first chunk's.
                 let target = match (&c.file, self.use_meta) {

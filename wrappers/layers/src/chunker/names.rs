@@ -116,6 +116,11 @@ impl NameFormat {
         name
     }
 
+    /// Number of the first chunk (`start_from`).
+    pub fn start_from(&self) -> u64 {
+        self.start_from
+    }
+
     /// Every chunk name of `base` starts with this.
     pub fn prefix(&self, base: &str) -> String {
         format!("{base}{}", self.middle)
@@ -202,7 +207,10 @@ mod tests {
     fn default_format() {
         let f = NameFormat::parse("*.rclone_chunk.###", 1).unwrap();
         assert_eq!(f.chunk_name("big.bin", 0, None), "big.bin.rclone_chunk.001");
-        assert_eq!(f.chunk_name("big.bin", 1234, None), "big.bin.rclone_chunk.1235");
+        assert_eq!(
+            f.chunk_name("big.bin", 1234, None),
+            "big.bin.rclone_chunk.1235"
+        );
         assert_eq!(
             f.chunk_name("big.bin", 2, Some("wzrm45")),
             "big.bin.rclone_chunk.003_wzrm45"
@@ -220,10 +228,7 @@ mod tests {
             f.parse_name("big.bin.rclone_chunk.003_wzrm45"),
             chunk("big.bin", Some(2), Some("wzrm45"))
         );
-        assert_eq!(
-            f.parse_name("x.rclone_chunk._meta"),
-            chunk("x", None, None)
-        );
+        assert_eq!(f.parse_name("x.rclone_chunk._meta"), chunk("x", None, None));
         assert_eq!(
             f.parse_name("x.rclone_chunk._meta_abcd"),
             chunk("x", None, Some("abcd"))
@@ -283,6 +288,8 @@ mod tests {
             let e = NameFormat::parse(pattern, 1).unwrap_err();
             assert!(e.contains(why), "{pattern}: {e}");
         }
-        assert!(NameFormat::parse("*.#", -1).unwrap_err().contains("start_from"));
+        assert!(NameFormat::parse("*.#", -1)
+            .unwrap_err()
+            .contains("start_from"));
     }
 }

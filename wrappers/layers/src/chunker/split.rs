@@ -87,33 +87,30 @@ impl Splitter {
 
     /// The next part: a stream of at most `size` bytes of the body.
     pub fn part(&self, size: u64) -> ByteStream {
-        futures::stream::unfold(
-            (self.state.clone(), size),
-            |(state, left)| async move {
-                if left == 0 {
-                    return None;
+        futures::stream::unfold((self.state.clone(), size), |(state, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let mut st = state.lock().await;
+            let mut piece = match st.next_piece().await? {
+                Ok(piece) => piece,
+                Err(e) => {
+                    drop(st);
+                    return Some((Err(e), (state, 0)));
                 }
-                let mut st = state.lock().await;
-                let mut piece = match st.next_piece().await? {
-                    Ok(piece) => piece,
-                    Err(e) => {
-                        drop(st);
-                        return Some((Err(e), (state, 0)));
-                    }
-                };
-                if piece.len() as u64 > left {
-                    let rest = piece.split_off(left as usize);
-                    st.pending.push_front(rest);
-                }
-                st.handed += piece.len() as u64;
-                if let Some(h) = &mut st.hasher {
-                    h.update(&piece);
-                }
-                drop(st);
-                let left = left - piece.len() as u64;
-                Some((Ok(piece), (state, left)))
-            },
-        )
+            };
+            if piece.len() as u64 > left {
+                let rest = piece.split_off(left as usize);
+                st.pending.push_front(rest);
+            }
+            st.handed += piece.len() as u64;
+            if let Some(h) = &mut st.hasher {
+                h.update(&piece);
+            }
+            drop(st);
+            let left = left - piece.len() as u64;
+            Some((Ok(piece), (state, left)))
+        })
         .boxed()
     }
 
@@ -170,10 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn parts_cut_at_exact_sizes() {
-        let s = Splitter::new(
-            body(&[b"abc", b"defgh", b"ij"]),
-            Some(HashType::Md5),
-        );
+        let s = Splitter::new(body(&[b"abc", b"defgh", b"ij"]), Some(HashType::Md5));
         assert!(s.small_body(3).await.unwrap().is_none());
         let mut parts = Vec::new();
         loop {
@@ -182,7 +176,10 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(parts, vec![b"abcd".to_vec(), b"efgh".to_vec(), b"ij".to_vec()]);
+        assert_eq!(
+            parts,
+            vec![b"abcd".to_vec(), b"efgh".to_vec(), b"ij".to_vec()]
+        );
         assert_eq!(s.handed().await, 10);
         // md5("abcdefghij")
         assert_eq!(

@@ -283,6 +283,11 @@ impl HashingRead {
 
 #[async_trait]
 impl Storage for Hasher {
+    /// Served from the hash store (see the inherent [`Hasher::hashes`]).
+    async fn hashes(&self, path: &str) -> Result<Vec<(String, String)>> {
+        Hasher::hashes(self, path).await
+    }
+
     fn capability(&self) -> Capability {
         self.upstream.capability()
     }
@@ -343,7 +348,9 @@ impl Storage for Hasher {
                     self.records.store(&path, &now, named(h.finish())).await;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(path, error = %e, "stat after write failed; hashes not kept"),
+                Err(e) => {
+                    tracing::warn!(path, error = %e, "stat after write failed; hashes not kept")
+                }
             }
         }
         Ok(written)

@@ -50,7 +50,9 @@ impl MemoryHashStore {
         Self::default()
     }
 
-    fn records(&self) -> Result<std::sync::MutexGuard<'_, HashMap<(String, String), StoredHashes>>> {
+    fn records(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<(String, String), StoredHashes>>> {
         self.records
             .lock()
             .map_err(|_| StorageError::new(ErrorKind::Other, "hash store lock poisoned"))
@@ -98,7 +100,9 @@ impl HashStore for MemoryHashStore {
             .cloned()
             .collect();
         for key in moved {
-            let record = records.remove(&key).expect("key listed under the same lock");
+            let record = records
+                .remove(&key)
+                .expect("key listed under the same lock");
             let path = format!("{to}{}", &key.1[from.len()..]);
             records.insert((key.0, path), record);
         }
@@ -167,7 +171,9 @@ impl HashStore for DbHashStore {
 
     async fn remove(&self, backend_id: &str, path: &str) -> Result<()> {
         let (b, p) = (backend_id.to_string(), path.to_string());
-        self.run(move |db| db.delete_hashes(&b, &p)).await.map(|_| ())
+        self.run(move |db| db.delete_hashes(&b, &p))
+            .await
+            .map(|_| ())
     }
 
     async fn rename(&self, backend_id: &str, from: &str, to: &str) -> Result<()> {
