@@ -106,12 +106,12 @@ async fn backends_are_created_listed_and_deleted() {
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Conflict(_)), "{err:?}");
-    let err = create(&registry, "acme", "s3", json!({"endpoint": "x"}))
+    let err = create(&registry, "acme", "drive", json!({}))
         .await
         .unwrap_err();
     assert_eq!(
         err,
-        RegistryError::ProbeFailed("provider 's3' has no storage engine yet".into())
+        RegistryError::ProbeFailed("provider 'drive' has no storage engine yet".into())
     );
     assert_eq!(
         registry
@@ -281,4 +281,104 @@ async fn restored_backends_keep_their_id_and_state() {
         .unwrap();
     assert_eq!(view.description, "kept");
     assert_eq!(view.state, "connected");
+}
+
+#[actix::test]
+async fn wrappers_resolve_references_inside_their_org() {
+    let fx = fixture();
+    let registry = start(&fx.settings);
+    let base = create(&registry, "acme", "memory", json!({"name": "m"}))
+        .await
+        .unwrap();
+    let alias = create(&registry, "acme", "alias", json!({"remote": "m:sub"}))
+        .await
+        .unwrap();
+    let view = registry
+        .send(GetBackend {
+            org: "acme".into(),
+            id: alias.clone(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(view.connected, "{view:?}");
+    // By id works too; other orgs cannot see `m`; unknown names and self-references are refused.
+    create(
+        &registry,
+        "acme",
+        "alias",
+        json!({"remote": format!("{base}:x")}),
+    )
+    .await
+    .unwrap();
+    let err = create(&registry, "globex", "alias", json!({"remote": "m:"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Invalid(m) if m.contains("'m' does not exist")),
+        "{err:?}"
+    );
+    let err = create(
+        &registry,
+        "acme",
+        "alias",
+        json!({"name": "loop", "remote": "loop:"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Invalid(m) if m.contains("cycle")),
+        "{err:?}"
+    );
+    // A referenced backend cannot be deleted until its wrappers are.
+    let delete = |id: &str| DeleteBackend {
+        org: "acme".into(),
+        id: id.into(),
+        span: Span::none(),
+    };
+    let err = registry.send(delete(&base)).await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Conflict(m) if m.contains("used by backend")),
+        "{err:?}"
+    );
+    for backend in registry
+        .send(ListBackends { org: "acme".into() })
+        .await
+        .unwrap()
+    {
+        if backend.slug == "alias" {
+            registry.send(delete(&backend.id)).await.unwrap().unwrap();
+        }
+    }
+    registry.send(delete(&base)).await.unwrap().unwrap();
+}
+
+#[actix::test]
+async fn restored_wrappers_find_their_upstreams_in_any_order() {
+    let fx = fixture();
+    {
+        let registry = start(&fx.settings);
+        create(&registry, "acme", "memory", json!({"name": "m"}))
+            .await
+            .unwrap();
+        create(&registry, "acme", "union", json!({"upstreams": "m:a m:b"}))
+            .await
+            .unwrap();
+    }
+    let registry = start(&fx.settings);
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        states = registry
+            .send(ListBackends { org: "acme".into() })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.state)
+            .collect();
+        if states.iter().all(|s| s == "connected") {
+            break;
+        }
+    }
+    assert_eq!(states, vec!["connected", "connected"]);
 }

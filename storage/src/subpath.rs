@@ -105,10 +105,13 @@ impl Storage for SubPath {
         self.inner.set_modified(&self.outer(path)?, time).await
     }
 
-    /// The prefix need not exist yet on object stores; probing the upstream
-    /// and then listing the prefix checks both reachability and the path.
+    /// Probes the upstream, then makes sure the prefix exists: a reference
+    /// to a path not created yet creates it (as writing under it would).
     async fn probe(&self) -> Result<()> {
         self.inner.probe().await?;
-        self.inner.list(&self.prefix, None, 1).await.map(|_| ())
+        match self.inner.list(&self.prefix, None, 1).await {
+            Err(err) if err.kind == crate::ErrorKind::NotFound => self.inner.mkdir(&self.prefix).await,
+            other => other.map(|_| ()),
+        }
     }
 }
