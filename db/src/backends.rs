@@ -117,7 +117,7 @@ impl Db {
                 backends::last_error.eq(last_error),
             ))
             .execute(&mut conn)?;
-        found(n, id)
+        found(n, &format!("backend {id}"))
     }
 
     /// Replaces the sealed config. [`DbError::NotFound`] if there is no such backend.
@@ -126,7 +126,7 @@ impl Db {
         let n = diesel::update(backends::table.find(id))
             .set(backends::sealed_config.eq(sealed_config))
             .execute(&mut conn)?;
-        found(n, id)
+        found(n, &format!("backend {id}"))
     }
 
     /// Records a use at `last_used_ms`. [`DbError::NotFound`] if there is no such backend.
@@ -135,7 +135,7 @@ impl Db {
         let n = diesel::update(backends::table.find(id))
             .set(backends::last_used_ms.eq(Some(last_used_ms)))
             .execute(&mut conn)?;
-        found(n, id)
+        found(n, &format!("backend {id}"))
     }
 
     /// Deletes the row (for real: no tombstone). Returns whether a row was removed.
@@ -146,9 +146,10 @@ impl Db {
     }
 }
 
-fn found(rows: usize, id: &str) -> Result<(), DbError> {
+/// `NotFound` naming `what` when an update touched no row.
+pub(crate) fn found(rows: usize, what: &str) -> Result<(), DbError> {
     if rows == 0 {
-        Err(DbError::NotFound(format!("backend {id}")))
+        Err(DbError::NotFound(what.to_string()))
     } else {
         Ok(())
     }

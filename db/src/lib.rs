@@ -7,7 +7,7 @@
 //! (`tokio::task::spawn_blocking` or `actix_web::web::block`).
 //!
 //! Each table has its own module holding its model and its `impl Db` block
-//! (`backends`, `hashes`), so later tables add a module, a `table!` in
+//! (`backends`, `hashes`, `mounts`), so later tables add a module, a `table!` in
 //! [`schema`] and a migration per database kind.
 
 #![warn(missing_docs)]
@@ -16,6 +16,7 @@ mod backends;
 pub mod crypto;
 mod error;
 mod hashes;
+mod mounts;
 mod pool;
 pub mod schema;
 
@@ -31,6 +32,7 @@ pub use backends::{new_backend_id, BackendRow};
 pub use crypto::MasterKey;
 pub use error::DbError;
 pub use hashes::HashRow;
+pub use mounts::MountRow;
 
 use pool::{Manager, SqlitePragmas, Target};
 

@@ -50,3 +50,32 @@ diesel::table! {
         updated_at_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Persistent FUSE mounts, one row per mount kept mounted.
+    mounts (id) {
+        /// `mount_` plus 32 lowercase hex characters.
+        id -> Text,
+        /// Owning organisation.
+        org -> Text,
+        /// The mounted backend.
+        backend_id -> Text,
+        /// Optional label (for filtering).
+        label -> Nullable<Text>,
+        /// Absolute mount point.
+        mount_path -> Text,
+        /// Sub-path of the backend that is mounted ("" = its root).
+        remote_path -> Text,
+        /// The VFS settings as JSON.
+        vfs_config -> Text,
+        /// Last known status: mounting, active, unmounting, error.
+        status -> Text,
+        /// Last error message, if any.
+        last_error -> Nullable<Text>,
+        /// Creation time, Unix milliseconds.
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(mounts -> backends (backend_id));
+diesel::allow_tables_to_appear_in_same_query!(backends, mounts);

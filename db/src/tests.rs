@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use crate::pool::AnyConnection;
-use crate::{new_backend_id, BackendRow, Db, DbError, DbKind, MasterKey};
+use crate::{new_backend_id, BackendRow, Db, DbError, DbKind, MasterKey, MountRow};
 
 /// Env var holding the PostgreSQL URL for the PostgreSQL half of the suite.
 const PG_URL_VAR: &str = "BERTH_TEST_POSTGRES_URL";
@@ -339,6 +339,47 @@ mod cases {
         // Bound to its row: another id does not open it.
         assert!(key.open(&got.sealed_config, b"ffffffffffffffff").is_err());
     }
+
+    pub fn mounts_lifecycle(h: &Harness) {
+        let backend = row("org-a", None, 1);
+        h.db.insert_backend(&backend).unwrap();
+        let mount = MountRow {
+            id: format!("mount_{}", "a".repeat(32)),
+            org: "org-a".into(),
+            backend_id: backend.id.clone(),
+            label: Some("Photos".into()),
+            mount_path: "/srv/mounts/photos".into(),
+            remote_path: "bucket/dir".into(),
+            vfs_config: r#"{"cache_mode":"writes"}"#.into(),
+            status: "mounting".into(),
+            last_error: None,
+            created_at_ms: 5,
+        };
+        h.db.insert_mount(&mount).unwrap();
+        let same_path = MountRow {
+            id: format!("mount_{}", "b".repeat(32)),
+            ..mount.clone()
+        };
+        assert!(conflict(h.db.insert_mount(&same_path)).contains("/srv/mounts/photos"));
+        h.db.update_mount_status(&mount.id, "error", Some("boom"))
+            .unwrap();
+        h.db.update_mount_vfs_config(&mount.id, r#"{"cache_mode":"full"}"#)
+            .unwrap();
+        let got = h.db.list_mounts().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].status, "error");
+        assert_eq!(got[0].last_error.as_deref(), Some("boom"));
+        assert_eq!(got[0].vfs_config, r#"{"cache_mode":"full"}"#);
+        // A mounted backend cannot be deleted under its mount.
+        assert!(h.db.delete_backend(&backend.id).is_err());
+        assert!(h.db.delete_mount(&mount.id).unwrap());
+        assert!(!h.db.delete_mount(&mount.id).unwrap());
+        assert!(matches!(
+            h.db.update_mount_status(&mount.id, "active", None),
+            Err(DbError::NotFound(_))
+        ));
+        assert!(h.db.delete_backend(&backend.id).unwrap());
+    }
 }
 
 /// Generates `sqlite::NAME` and `postgres::NAME` tests for each case.
@@ -378,6 +419,7 @@ suite!(
     migrations_idempotent_on_reopen,
     concurrent_writers,
     sealed_config_round_trips_through_db,
+    mounts_lifecycle,
 );
 
 // ---- SQLite-only ----

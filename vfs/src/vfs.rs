@@ -1588,7 +1588,10 @@ impl Vfs {
     pub fn releasedir(&self, fh: u64, ino: u64) -> Result<(), VfsError> {
         self.handles.remove(fh)?;
         if let Ok(node) = self.node(ino) {
-            node.meta().open = node.meta().open.saturating_sub(1);
+            {
+                let mut m = node.meta();
+                m.open = m.open.saturating_sub(1);
+            }
             self.table_w().reap(&node);
         }
         Ok(())
