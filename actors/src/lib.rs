@@ -6,6 +6,7 @@ pub mod book;
 mod directory;
 mod error;
 mod guard;
+pub mod mount;
 pub mod mount_state;
 pub mod registry;
 pub mod state;

@@ -65,6 +65,9 @@ impl RangeSet {
     /// The parts of `[start, end)` not covered, in order.
     pub(crate) fn missing(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
+        if start >= end {
+            return out;
+        }
         let mut at = start;
         if let Some((_, &e)) = self.ranges.range(..=start).next_back() {
             at = at.max(e);
@@ -113,6 +116,7 @@ mod tests {
         r.insert(0, 1);
         assert_eq!(r.missing(0, 50), vec![(1, 5), (45, 50)]);
         assert!(r.missing(2, 2).is_empty());
+        assert!(r.missing(60, 50).is_empty());
     }
 
     #[test]

@@ -835,9 +835,7 @@ impl Vfs {
                 item.ensure(&self.cache, &self.storage, &path, offset, end, ahead)
                     .await?;
                 let data = item.read_valid(offset, size as u64)?;
-                if self.cache.used() > self.config().cache_max_size {
-                    self.wake.notify_one();
-                }
+                self.trim_soon();
                 Ok(data)
             }
             Handle::Write { .. } => Err(VfsError::errno_msg(
@@ -979,6 +977,7 @@ impl Vfs {
                     Ok(())
                 };
                 self.drop_if_clean(node, item);
+                self.trim_soon();
                 r
             }
             _ => Ok(()),
@@ -1126,6 +1125,7 @@ impl Vfs {
         self.stored(&node, &stored);
         if clean {
             self.drop_if_clean(&node, item);
+            self.trim_soon();
         }
         Ok(())
     }
@@ -1185,6 +1185,13 @@ impl Vfs {
             }
         }
         next
+    }
+
+    /// Wakes the background task when the cache is over its size.
+    fn trim_soon(&self) {
+        if self.cache.used() > self.config().cache_max_size {
+            self.wake.notify_one();
+        }
     }
 
     /// Evicts clean, closed items: those unused for `cache_max_age`, then the
