@@ -64,7 +64,12 @@ pub fn create_app(
                 .service(routes::backends::get)
                 .service(routes::backends::connect)
                 .service(routes::backends::update)
-                .service(routes::backends::disconnect),
+                .service(routes::backends::disconnect)
+                .service(routes::mounts::list)
+                .service(routes::mounts::get)
+                .service(routes::mounts::create)
+                .service(routes::mounts::update)
+                .service(routes::mounts::remove),
         )
         .default_service(web::to(routes::not_found))
 }

@@ -54,7 +54,15 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Serve { config } => {
             let settings = Settings::load(config.as_deref())?;
             let _telemetry = telemetry::init(&settings.log, settings.otlp_endpoint.as_deref())?;
-            actix_web::rt::System::new().block_on(serve::serve(settings))
+            let data_runtime = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("berth-vfs")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the data runtime: {e}"))?;
+            let served = actix_web::rt::System::new()
+                .block_on(serve::serve(settings, data_runtime.handle().clone()));
+            data_runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            served
         }
         Command::Token {
             org,

@@ -5,6 +5,7 @@ use crate::config::Settings;
 use crate::{create_app, AppState};
 use actix::Supervisor;
 use actix_web::HttpServer;
+use berth_actors::registry::Shutdown;
 use berth_actors::{ActorBook, Registry, RegistrySettings, Timing};
 use berth_db::{Db, MasterKey};
 use berth_engines::EngineEnv;
@@ -29,10 +30,12 @@ pub fn jwt_key(settings: &Settings) -> Result<JwtKey, String> {
     JwtKey::load(settings.jwt_secret.as_deref(), &settings.jwt_secret_file())
 }
 
-/// Runs the service until SIGINT/SIGTERM.
-pub async fn serve(settings: Settings) -> Result<(), String> {
+/// Runs the service until SIGINT/SIGTERM; the data path of every mount runs
+/// on `data_runtime`, apart from the actors.
+pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> Result<(), String> {
     let db = open_db(&settings)?;
-    ensure_dir(&settings.mount_root)?;
+    let mount_root = ensure_dir(&settings.mount_root)?;
+    let cache_root = ensure_dir(&settings.data_dir.join("vfs"))?;
     let local_roots = settings
         .local_roots
         .iter()
@@ -56,9 +59,14 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
             retry_max: settings.retry_max,
         },
         book: ActorBook::default(),
+        mount_root,
+        cache_root,
+        data_runtime,
     })?;
     let registry = Supervisor::start(move |_| registry);
-    let state = AppState { registry };
+    let state = AppState {
+        registry: registry.clone(),
+    };
     let server = HttpServer::new(move || create_app(state.clone(), jwt.clone()))
         .bind(&settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -67,10 +75,15 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         println!("berth listening on http://{addr}");
     }
     tracing::info!(listen = ?server.addrs(), data_dir = %settings.data_dir.display(), "berth started");
-    server
+    let served = server
         .run()
         .await
-        .map_err(|e| format!("server failed: {e}"))?;
+        .map_err(|e| format!("server failed: {e}"));
+    // Mounts stay desired state: flush their pending uploads and unmount.
+    if let Err(err) = registry.send(Shutdown).await {
+        tracing::error!(error = %err, "could not unmount at shutdown");
+    }
+    served?;
     tracing::info!("berth stopped");
     Ok(())
 }

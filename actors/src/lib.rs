@@ -15,7 +15,7 @@ mod tests;
 
 pub use book::{ActorBook, ActorHealth};
 pub use error::RegistryError;
-pub use registry::{BackendView, Registry, RegistrySettings, TestOutcome};
+pub use registry::{BackendView, MountView, Registry, RegistrySettings, TestOutcome};
 
 use std::time::Duration;
 

@@ -42,6 +42,9 @@ fn fixture() -> Fixture {
             retry_max: Duration::from_millis(200),
         },
         book: ActorBook::default(),
+        mount_root: dir.path().join("mounts"),
+        cache_root: dir.path().join("vfs"),
+        data_runtime: tokio::runtime::Handle::current(),
     };
     Fixture {
         _dir: dir,

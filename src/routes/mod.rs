@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod health;
+pub mod mounts;
 
 use crate::error::ApiError;
 use actix_web::web;

@@ -105,12 +105,17 @@ impl Storage for SubPath {
         self.inner.set_modified(&self.outer(path)?, time).await
     }
 
-    /// Probes the upstream, then makes sure the prefix exists: a reference
-    /// to a path not created yet creates it (as writing under it would).
+    /// Lists the prefix (which checks the credentials too); a prefix that
+    /// does not exist yet is created, as writing under it would, and listed
+    /// again so a store that cannot create it answers the error. The
+    /// upstream's own probe is not called: it may need more rights than the
+    /// prefix (listing every bucket, for one).
     async fn probe(&self) -> Result<()> {
-        self.inner.probe().await?;
         match self.inner.list(&self.prefix, None, 1).await {
-            Err(err) if err.kind == crate::ErrorKind::NotFound => self.inner.mkdir(&self.prefix).await,
+            Err(err) if err.kind == crate::ErrorKind::NotFound => {
+                self.inner.mkdir(&self.prefix).await?;
+                self.inner.list(&self.prefix, None, 1).await.map(|_| ())
+            }
             other => other.map(|_| ()),
         }
     }

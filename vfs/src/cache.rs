@@ -387,6 +387,12 @@ impl CacheItem {
         st.generation += 1;
     }
 
+    /// Whether `[start, end)` (clipped to the size) is in the data file.
+    pub(crate) fn is_valid(&self, start: u64, end: u64) -> bool {
+        let st = self.state();
+        st.present.contains(start, end.min(st.size))
+    }
+
     /// Reads up to `len` bytes at `offset`, which must be valid already.
     pub(crate) fn read_valid(&self, offset: u64, len: u64) -> Result<Bytes, VfsError> {
         let end = {

@@ -846,6 +846,41 @@ impl Vfs {
         }
     }
 
+    /// The disk-cache fast path of `write`, for callers on a thread that
+    /// must not wait for the network (it only touches the local cache file):
+    /// `None` when `fh` is not a cached handle, and `write` must be used.
+    pub fn write_cached(&self, fh: u64, offset: u64, data: &[u8]) -> Option<Result<u32, VfsError>> {
+        let h = self.handles.get(fh).ok()?;
+        let Handle::Cached {
+            node,
+            item,
+            writable: true,
+            ..
+        } = &*h
+        else {
+            return None;
+        };
+        Some(item.write(&self.cache, offset, data).map(|_| {
+            self.sync_node(node, item);
+            data.len() as u32
+        }))
+    }
+
+    /// The disk-cache fast path of `read`: answers when `fh` is a cached
+    /// handle and the range is in the cache already; `None` otherwise.
+    pub fn read_cached(&self, fh: u64, offset: u64, size: u32) -> Option<Result<Bytes, VfsError>> {
+        let h = self.handles.get(fh).ok()?;
+        let Handle::Cached { item, last_end, .. } = &*h else {
+            return None;
+        };
+        let end = offset + size as u64;
+        if !item.is_valid(offset, end) {
+            return None;
+        }
+        last_end.store(end, Ordering::Relaxed);
+        Some(item.read_valid(offset, size as u64))
+    }
+
     /// Writes `data` at `offset` through handle `fh`; returns bytes written.
     pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> Result<u32, VfsError> {
         let h = self.handles.get(fh)?;

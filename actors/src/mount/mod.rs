@@ -1,6 +1,6 @@
-//! Mounts: the API's settings and path rules (the actor and engine come with
-//! the VFS).
+//! Mounts: the mount actor, the API's settings, and the mount path rules.
 
+pub mod actor;
 mod paths;
 mod settings;
 

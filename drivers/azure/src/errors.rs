@@ -45,18 +45,33 @@ fn mask_signatures(text: &str) -> String {
     out
 }
 
-/// The error and its sources as one line, scrubbed.
+/// Phrases of the SDK's wrapping that add nothing to the cause.
+const NOISE: [&str; 3] = [
+    "retry policy expired",
+    "failed to execute",
+    "error sending request for url",
+];
+
+/// The error and its sources as one line, scrubbed, without the SDK's
+/// wrapping phrases.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
+        parts.push(s.to_string());
         source = s.source();
     }
-    scrub(&parts.join(": "))
+    let mut kept: Vec<&str> = Vec::new();
+    for segment in parts.iter().flat_map(|p| p.split(": ")) {
+        let segment = segment.trim();
+        if segment.is_empty() || NOISE.iter().any(|n| segment.starts_with(n)) {
+            continue;
+        }
+        if !kept.contains(&segment) {
+            kept.push(segment);
+        }
+    }
+    scrub(&kept.join(": "))
 }
 
 /// The body of a service error.
@@ -121,7 +136,12 @@ pub(crate) fn map(err: azure_core::Error, subject: &Subject<'_>) -> StorageError
                     _ => format!("not found: {shown}"),
                 },
                 ErrorKind::Permission => match code.as_deref() {
-                    None | Some("AuthenticationFailed" | "InvalidAuthenticationInfo") => {
+                    None
+                    | Some(
+                        "AuthenticationFailed"
+                        | "InvalidAuthenticationInfo"
+                        | "AuthorizationFailure",
+                    ) => {
                         format!("{BAD_CREDENTIALS}: {detail}")
                     }
                     Some(_) => format!("permission denied on {shown}: {detail}"),
@@ -132,15 +152,15 @@ pub(crate) fn map(err: azure_core::Error, subject: &Subject<'_>) -> StorageError
         }
         AzureKind::Connection | AzureKind::Io => {
             let cause = chain(&err);
-            let what = if cause.contains("dns error") || cause.contains("failed to lookup") {
-                "unknown endpoint, its host name does not resolve"
+            let text = if cause.contains("dns error") || cause.contains("failed to lookup") {
+                format!(
+                    "unknown endpoint {}: its host name does not resolve ({cause})",
+                    subject.endpoint
+                )
             } else {
-                "cannot reach the endpoint"
+                format!("cannot reach the endpoint {}: {cause}", subject.endpoint)
             };
-            StorageError::new(
-                ErrorKind::Transient,
-                format!("{what} {}: {cause}", subject.endpoint),
-            )
+            StorageError::new(ErrorKind::Transient, text)
         }
         AzureKind::Credential => StorageError::new(
             ErrorKind::Permission,

@@ -163,7 +163,6 @@ async fn wrong_key_is_invalid_credentials() {
         .await
         .unwrap();
     let err = must_fail(storage.probe().await);
-    eprintln!("MSG {:?}: {}", err.kind, err.message);
     assert_eq!(err.kind, ErrorKind::Permission, "{err}");
     assert!(
         err.message
@@ -186,7 +185,6 @@ async fn expired_or_tampered_sas_is_invalid_credentials() {
         .await
         .unwrap();
     let err = must_fail(storage.probe().await);
-    eprintln!("MSG {:?}: {}", err.kind, err.message);
     assert_eq!(err.kind, ErrorKind::Permission, "{err}");
     assert!(
         err.message
@@ -205,7 +203,6 @@ async fn unreachable_endpoint_is_transient() {
         .await
         .unwrap();
     let err = must_fail(storage.probe().await);
-    eprintln!("MSG {:?}: {}", err.kind, err.message);
     assert_eq!(err.kind, ErrorKind::Transient, "{err}");
     assert!(err.is_retryable());
     assert!(err.message.contains(endpoint), "{err}");
@@ -224,7 +221,6 @@ async fn unknown_host_names_the_endpoint() {
     .await
     .unwrap();
     let err = must_fail(storage.probe().await);
-    eprintln!("MSG {:?}: {}", err.kind, err.message);
     assert_eq!(err.kind, ErrorKind::Transient, "{err}");
     assert!(err.message.contains("berth-no-such-host.invalid"), "{err}");
 }
@@ -242,7 +238,6 @@ async fn missing_sas_container_is_not_found() {
         .await
         .unwrap();
     let err = must_fail(storage.probe().await);
-    eprintln!("MSG {:?}: {}", err.kind, err.message);
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert!(err.message.contains(&container), "{err}");
 }

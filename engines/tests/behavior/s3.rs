@@ -246,8 +246,7 @@ async fn buckets_at_the_root() {
     st.probe().await.unwrap();
     let name = unique("berth");
     assert_eq!(error(st.stat(&name).await).kind, ErrorKind::NotFound);
-    let missing = SubPath::wrap(st.clone(), &name).unwrap();
-    let err = error(missing.probe().await);
+    let err = error(st.list(&name, None, 1).await);
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(
         err.message

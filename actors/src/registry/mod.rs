@@ -9,17 +9,22 @@ use crate::backend::{
 };
 use crate::book::{iso, ActorBook, ActorHealth};
 use crate::directory::Directory;
+use mounts::MountEntry;
+
+mod mounts;
 use crate::error::RegistryError;
 use crate::guard::guard;
 use crate::state::BackendState;
 use crate::Timing;
 use actix::prelude::*;
-use berth_db::{BackendRow, Db, DbError, MasterKey};
+use berth_db::{BackendRow, Db, DbError, MasterKey, MountRow};
 use berth_engines::{references, EngineEnv};
 use berth_storage::catalog::{catalog, Config, Provider};
 use berth_storage::Swappable;
 use chrono::{TimeZone, Utc};
+pub use mounts::{CreateMount, DeleteMount, GetMount, ListMounts, MountView, PatchMount, Shutdown};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::{info_span, Span};
 
@@ -39,6 +44,12 @@ pub struct RegistrySettings {
     pub timing: Timing,
     /// The actor book shown at `/api/v1/health/actors`.
     pub book: ActorBook,
+    /// Where mounts may go (canonical `BERTH_MOUNT_ROOT`).
+    pub mount_root: PathBuf,
+    /// Where mounts keep their caches, one directory per mount.
+    pub cache_root: PathBuf,
+    /// The runtime serving the data path of every mount.
+    pub data_runtime: tokio::runtime::Handle,
 }
 
 /// What a backend is busy with; a busy backend refuses other changes.
@@ -187,8 +198,12 @@ pub struct Registry {
     restored: Vec<(BackendRow, Config)>,
     /// (org, name) pairs held by creates still probing.
     reserved_names: HashSet<(String, String)>,
-    /// Live storage of every backend, for wrappers.
+    /// Live storage of every backend, for wrappers and mounts.
     directory: Directory,
+    /// Every mount, by id.
+    mounts: HashMap<String, MountEntry>,
+    /// Stored mounts whose actors start in `started`.
+    restored_mounts: Vec<MountRow>,
     panic_cause: Option<String>,
 }
 
@@ -257,12 +272,18 @@ impl Registry {
                 .map_err(|e| format!("stored backend {} has an unreadable config: {e}", row.id))?;
             restored.push((row, config));
         }
+        let restored_mounts = settings
+            .db
+            .list_mounts()
+            .map_err(|e| format!("cannot read mounts: {e}"))?;
         Ok(Registry {
             settings,
             backends: HashMap::new(),
             restored,
             reserved_names: HashSet::new(),
             directory: Directory::default(),
+            mounts: HashMap::new(),
+            restored_mounts,
             panic_cause: None,
         })
     }
@@ -414,7 +435,7 @@ impl Registry {
             connected: state == "connected",
             state,
             last_error,
-            mount_paths: Vec::new(),
+            mount_paths: self.mount_paths_of(&row.id),
             created_at: iso_ms(row.created_at_ms),
             last_used: row.last_used_ms.map(iso_ms),
             config,
@@ -580,6 +601,12 @@ impl Registry {
     }
 
     fn update(&mut self, msg: UpdateCredentials) -> Reply<bool> {
+        if let Err(err) = self
+            .find(&msg.org, &msg.id)
+            .and_then(|_| self.refuse_if_mounted(&msg.id))
+        {
+            return ready(Err(err));
+        }
         let entry = match self.find_mut(&msg.org, &msg.id) {
             Ok(entry) => entry,
             Err(err) => return ready(Err(err)),
@@ -658,9 +685,9 @@ impl Registry {
             }
         }
     }
-
     fn delete(&mut self, msg: DeleteBackend) -> Result<(), RegistryError> {
         let entry = self.find(&msg.org, &msg.id)?;
+        self.refuse_if_mounted(&msg.id)?;
         if entry.busy.is_some() {
             return Err(RegistryError::Conflict(
                 "Backend is busy with a credential change; retry later".into(),
@@ -718,6 +745,8 @@ impl Actor for Registry {
             };
             self.backends.insert(entry.row.id.clone(), entry);
         }
+        let mounts = std::mem::take(&mut self.restored_mounts);
+        self.restore_mounts(mounts);
     }
 }
 
