@@ -262,6 +262,20 @@ fn main() {
         }
         h.unmount().unwrap();
     }
+    for mode in [CacheMode::Full] {
+        let mnt = tempfile::tempdir_in("/var/tmp").unwrap();
+        let cache = tempfile::tempdir_in("/var/tmp").unwrap();
+        let vfs = Vfs::new(Arc::new(local.clone()), VfsConfig { cache_mode: mode, ..Default::default() }, cache.path().into(), rt.handle().clone()).unwrap();
+        let h = mount(vfs.clone(), mnt.path(), MountOptions::default()).unwrap();
+        for pass in 0..3 {
+            let t = Instant::now();
+            let mut f = std::fs::File::open(mnt.path().join("r.bin")).unwrap();
+            let mut b = vec![0u8; 1 << 20];
+            loop { let n = std::io::Read::read(&mut f, &mut b).unwrap(); if n == 0 { break; } }
+            println!("{mode:?} read pass {pass}: {:.0} MiB/s", 1024.0 / t.elapsed().as_secs_f64());
+        }
+        h.unmount().unwrap();
+    }
     let mem = berth_storage::drivers::MemoryStorage::new();
     let t = Instant::now();
     let one = bytes::Bytes::from(vec![7u8; 1 << 20]);

@@ -429,13 +429,6 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        {
-            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if n % 300 == 0 {
-                eprintln!("read #{n} size {size} offset {offset}");
-            }
-        }
         // Data already in the disk cache is answered on this thread.
         match self.vfs.read_cached(fh.0, offset, size) {
             Some(Ok(data)) => return reply.data(&data),
