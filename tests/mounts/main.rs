@@ -387,3 +387,60 @@ fn delete_waits_for_pending_uploads() {
         );
     }
 }
+
+#[test]
+fn s3_buckets_mount_in_every_cache_mode() {
+    if !fuse_available() {
+        return;
+    }
+    let endpoint = match std::env::var("BERTH_TEST_S3_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ if std::env::var("BERTH_REQUIRE_EMULATORS").as_deref() == Ok("1") => {
+            panic!("BERTH_REQUIRE_EMULATORS=1 but BERTH_TEST_S3_ENDPOINT is not set")
+        }
+        _ => return eprintln!("SKIPPED: BERTH_TEST_S3_ENDPOINT is not set"),
+    };
+    let server = Server::start();
+    let api = Api::new(&server, "acme");
+    let backend = api.connect(
+        "s3",
+        &json!({"provider": "Other", "endpoint": endpoint, "region": "us-east-1", "force_path_style": true,
+            "access_key_id": std::env::var("BERTH_TEST_S3_ACCESS_KEY_ID").unwrap(),
+            "secret_access_key": std::env::var("BERTH_TEST_S3_SECRET_ACCESS_KEY").unwrap()}),
+    );
+    for mode in ["off", "minimal", "writes", "full"] {
+        let bucket = format!("berth-mount-{mode}-{}", std::process::id());
+        let (id, path) = create_mount(
+            &api,
+            json!({"backend_id": backend, "remote_path": bucket, "vfs_config": {"cache_mode": mode}}),
+        );
+        if mode == "off" {
+            fs::write(path.join("seq.txt"), b"sequential").unwrap();
+            assert_eq!(fs::read(path.join("seq.txt")).unwrap(), b"sequential");
+        } else {
+            exercise(&path);
+        }
+        assert_eq!(
+            api.delete(&format!("/api/v1/mounts/{id}")).0,
+            StatusCode::OK
+        );
+        // Everything reached the bucket: mount it again and look.
+        let (again, path) = create_mount(
+            &api,
+            json!({"backend_id": backend, "remote_path": bucket, "vfs_config": {"cache_mode": "off"}}),
+        );
+        let expected = if mode == "off" {
+            "seq.txt"
+        } else {
+            "a/b/c/deep.txt"
+        };
+        assert!(
+            path.join(expected).exists(),
+            "{mode}: {expected} did not reach the bucket"
+        );
+        assert_eq!(
+            api.delete(&format!("/api/v1/mounts/{again}")).0,
+            StatusCode::OK
+        );
+    }
+}

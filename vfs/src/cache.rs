@@ -291,6 +291,17 @@ impl DiskCache {
         Ok(())
     }
 
+    /// Makes the journal entry of item `id` durable (file and directory).
+    pub(crate) fn sync_journal(&self, id: u64) -> Result<(), VfsError> {
+        let shown = self.journal_dir.display().to_string();
+        if let Ok(f) = File::open(self.journal_dir.join(id.to_string())) {
+            f.sync_all().map_err(|e| VfsError::cache(&shown, e))?;
+        }
+        File::open(&self.journal_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| VfsError::cache(&shown, e))
+    }
+
     /// Removes the journal entry of item `id`.
     pub(crate) fn remove_journal(&self, id: u64) {
         let _ = fs::remove_file(self.journal_dir.join(id.to_string()));

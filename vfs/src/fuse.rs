@@ -50,7 +50,8 @@ pub struct MountOptions {
 }
 
 impl Default for MountOptions {
-    /// Four threads, owner-only, read-write, owned by the current user.
+    /// Four threads, owner-only, read-write, owned by the current user,
+    /// 4 MiB kernel read-ahead.
     fn default() -> Self {
         // SAFETY: getuid/getgid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };

@@ -639,6 +639,8 @@ impl Vfs {
         let acc = flags & libc::O_ACCMODE;
         let trunc = flags & libc::O_TRUNC != 0 && acc != libc::O_RDONLY;
         let mode = self.config().cache_mode;
+        // Fresh attributes validate clean cached data (dirty data is local).
+        self.refresh(&node).await?;
         let has_item = node.meta().cache.is_some();
         let cached = has_item
             || match mode {
@@ -647,9 +649,6 @@ impl Vfs {
                 CacheMode::Writes => acc != libc::O_RDONLY,
                 CacheMode::Full => true,
             };
-        if !has_item {
-            self.refresh(&node).await?;
-        }
         if cached {
             let item = self.attach(&node)?;
             return self.open_cached(node, item, acc != libc::O_RDONLY, trunc);
@@ -931,9 +930,9 @@ impl Vfs {
         }
     }
 
-    /// `fsync`: cached changes are written to the cache's disk and journaled
-    /// (and uploaded now in `off`/`minimal`); streamed writes are committed
-    /// on close only.
+    /// `fsync`: cached changes are made durable on the cache's disk with
+    /// their journal entry (and uploaded now in `off`/`minimal`); streamed
+    /// writes are committed on close only.
     pub async fn fsync(&self, fh: u64) -> Result<(), VfsError> {
         let h = self.handles.get(fh)?;
         if let Handle::Cached {
@@ -945,6 +944,9 @@ impl Vfs {
         {
             self.commit(node, item).await?;
             item.sync()?;
+            if item.state().journaled {
+                self.cache.sync_journal(item.id)?;
+            }
         }
         Ok(())
     }

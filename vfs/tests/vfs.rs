@@ -24,7 +24,7 @@ struct Fx {
     vfs: Arc<Vfs>,
     store: Arc<dyn Storage>,
     mode: CacheMode,
-    cache: TempDir,
+    _cache: Option<TempDir>,
     _root: Option<TempDir>,
 }
 
@@ -67,10 +67,18 @@ impl Fx {
 
     async fn over(store: Arc<dyn Storage>, root: Option<TempDir>, cfg: VfsConfig) -> Fx {
         let cache = tempfile::tempdir().unwrap();
+        let mut fx = Fx::in_dir(store, cfg, cache.path());
+        fx._cache = Some(cache);
+        fx._root = root;
+        fx
+    }
+
+    /// A filesystem whose cache dir outlives it (for restarts).
+    fn in_dir(store: Arc<dyn Storage>, cfg: VfsConfig, cache_dir: &std::path::Path) -> Fx {
         let vfs = Vfs::new(
             store.clone(),
             cfg,
-            cache.path().to_path_buf(),
+            cache_dir.to_path_buf(),
             tokio::runtime::Handle::current(),
         )
         .unwrap();
@@ -78,8 +86,8 @@ impl Fx {
             vfs,
             store,
             mode: cfg.cache_mode,
-            cache,
-            _root: root,
+            _cache: None,
+            _root: None,
         }
     }
 
@@ -743,24 +751,23 @@ fn crash_recovery_resumes_uploads() {
     // (its runtime goes away without flush_all).
     let first = tokio::runtime::Runtime::new().unwrap();
     first.block_on(async {
-        let fx = Fx {
-            vfs: Vfs::new(
-                store.clone(),
-                cfg,
-                cache.path().to_path_buf(),
-                tokio::runtime::Handle::current(),
-            )
-            .unwrap(),
-            store: store.clone(),
-            mode: CacheMode::Writes,
-            cache: tempfile::tempdir().unwrap(),
-            _root: None,
-        };
+        let fx = Fx::in_dir(store.clone(), cfg, cache.path());
         fx.mkdir_p("docs").await;
         fx.put("docs/report.txt", b"quarterly numbers").await;
         fx.put("top.bin", &pattern(3 * MIB)).await;
         fx.rename("top.bin", "docs/moved.bin", false).await.unwrap();
-        assert_eq!(fx.vfs.pending_uploads(), 2);
+        // fsync makes an open file's data durable in the cache too.
+        let (_, fh) = fx
+            .vfs
+            .create(ROOT_INO, "synced.txt", WO_CREATE)
+            .await
+            .unwrap();
+        fx.vfs
+            .write(fh, 0, Bytes::from_static(b"fsynced, never closed"))
+            .await
+            .unwrap();
+        fx.vfs.fsync(fh).await.unwrap();
+        assert_eq!(fx.vfs.pending_uploads(), 3);
         assert!(fx.stored("docs/report.txt").await.is_none());
     });
     first.shutdown_background();
@@ -768,20 +775,7 @@ fn crash_recovery_resumes_uploads() {
     // Next start on the same cache dir: the uploads resume by themselves.
     let second = tokio::runtime::Runtime::new().unwrap();
     second.block_on(async {
-        let vfs = Vfs::new(
-            store.clone(),
-            cfg,
-            cache.path().to_path_buf(),
-            tokio::runtime::Handle::current(),
-        )
-        .unwrap();
-        let fx = Fx {
-            vfs,
-            store: store.clone(),
-            mode: CacheMode::Writes,
-            cache: tempfile::tempdir().unwrap(),
-            _root: None,
-        };
+        let fx = Fx::in_dir(store.clone(), cfg, cache.path());
         // Visible through the mount before the upload completes.
         assert_eq!(fx.ls("docs").await.len(), 2);
         wait_for("recovered uploads", Duration::from_secs(10), || async {
@@ -794,6 +788,10 @@ fn crash_recovery_resumes_uploads() {
         );
         assert!(fx.stored("docs/moved.bin").await.unwrap() == pattern(3 * MIB));
         assert!(fx.stored("top.bin").await.is_none());
+        assert_eq!(
+            fx.stored("synced.txt").await.unwrap(),
+            b"fsynced, never closed"
+        );
         assert_eq!(
             std::fs::read_dir(cache.path().join("journal"))
                 .unwrap()
@@ -980,7 +978,6 @@ async fn statfs_reports_space() {
     assert!(s.blocks > 0 && s.bfree <= s.blocks && s.bsize == 4096);
     let fx = Fx::new(Kind::Memory, CacheMode::Off).await;
     assert_eq!(fx.vfs.statfs().await.unwrap().blocks, (1u64 << 50) / 4096);
-    let _ = &fx.cache;
 }
 
 // ---- A store wrapper that counts, delays and fails -------------------------
@@ -1084,4 +1081,56 @@ impl Storage for Probe {
     async fn set_modified(&self, path: &str, time: SystemTime) -> berth_storage::Result<()> {
         self.inner.set_modified(path, time).await
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_fast_paths() {
+    // The adapter answers cached reads and writes on its own thread.
+    let fx = Fx::new(Kind::Memory, CacheMode::Full).await;
+    fx.store
+        .write("c.bin", berth_storage::once(pattern(3 * MIB)))
+        .await
+        .unwrap();
+    let ino = fx.resolve("c.bin").await.unwrap().ino;
+    let fh = fx.vfs.open(ino, libc::O_RDWR).await.unwrap();
+    assert!(fx.vfs.read_cached(fh, 0, 4096).is_none(), "not cached yet");
+    let _ = fx.vfs.read(fh, 0, 4096).await.unwrap();
+    let got = fx.vfs.read_cached(fh, 100, 4096).unwrap().unwrap();
+    assert_eq!(&got[..], &pattern(4196)[100..]);
+    assert_eq!(fx.vfs.write_cached(fh, 10, b"xyz").unwrap().unwrap(), 3);
+    assert_eq!(&fx.vfs.read_cached(fh, 10, 3).unwrap().unwrap()[..], b"xyz");
+    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.release(fh).await.unwrap();
+    fx.vfs.flush_all().await.unwrap();
+    let mut expected = pattern(3 * MIB);
+    expected[10..13].copy_from_slice(b"xyz");
+    assert!(fx.stored("c.bin").await.unwrap() == expected);
+
+    let fx = Fx::new(Kind::Memory, CacheMode::Off).await;
+    let (_, fh) = fx.vfs.create(ROOT_INO, "s", WO_CREATE).await.unwrap();
+    assert!(
+        fx.vfs.write_cached(fh, 0, b"a").is_none(),
+        "streams are async"
+    );
+    fx.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_vfs_leaves_uploads_for_the_next_one() {
+    let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let cache = tempfile::tempdir().unwrap();
+    let mut cfg = config(CacheMode::Writes);
+    cfg.write_back = Duration::from_secs(3600);
+    let fx = Fx::in_dir(store.clone(), cfg, cache.path());
+    fx.put("kept.txt", b"not lost").await;
+    assert_eq!(fx.vfs.pending_uploads(), 1);
+    drop(fx);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.stat("kept.txt").await.is_err());
+    let fx = Fx::in_dir(store.clone(), cfg, cache.path());
+    wait_for("the resumed upload", Duration::from_secs(10), || async {
+        fx.vfs.pending_uploads() == 0
+    })
+    .await;
+    assert_eq!(fx.stored("kept.txt").await.unwrap(), b"not lost");
 }

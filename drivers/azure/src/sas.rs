@@ -320,7 +320,7 @@ impl SasSource {
     }
 }
 
-/// Adds the SAS token to the query of every request.
+/// Adds the SAS token to the query of every request (each try).
 #[derive(Debug)]
 pub(crate) struct SasPolicy {
     source: SasSource,
@@ -350,8 +350,13 @@ impl Policy for SasPolicy {
         request: &mut Request,
         next: &[Arc<dyn Policy>],
     ) -> PolicyResult {
+        // The request is sent again on a retry: put the URL back so each
+        // try carries exactly one (current) token.
+        let original = request.url().clone();
         append_token(request.url_mut(), &self.source.token());
-        next[0].send(ctx, request, &next[1..]).await
+        let result = next[0].send(ctx, request, &next[1..]).await;
+        *request.url_mut() = original;
+        result
     }
 }
 
@@ -489,5 +494,65 @@ mod tests {
         let mut url = azure_core::http::Url::parse("http://h/a/c").unwrap();
         append_token(&mut url, "sv=1");
         assert_eq!(url.as_str(), "http://h/a/c?sv=1");
+    }
+    /// Fails the first try like a connection the server closed, answers
+    /// the second, and records the URLs it saw.
+    #[derive(Debug, Default)]
+    struct FlakyTransport(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl azure_core::http::HttpClient for FlakyTransport {
+        async fn execute_request(
+            &self,
+            request: &Request,
+        ) -> azure_core::Result<azure_core::http::AsyncRawResponse> {
+            let mut seen = self.0.lock().unwrap();
+            seen.push(request.url().to_string());
+            if seen.len() == 1 {
+                return Err(azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Io,
+                    "connection closed before message completed",
+                ));
+            }
+            Ok(azure_core::http::AsyncRawResponse::from_bytes(
+                azure_core::http::StatusCode::Ok,
+                azure_core::http::headers::Headers::new(),
+                bytes::Bytes::new(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_try_carries_exactly_one_token() {
+        use azure_core::http::{ClientOptions, ExponentialRetryOptions, Pipeline, RetryOptions};
+        let transport = Arc::new(FlakyTransport::default());
+        let options = ClientOptions {
+            transport: Some(azure_core::http::Transport::new(transport.clone())),
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::milliseconds(1),
+                max_retries: 2,
+                max_total_elapsed: azure_core::time::Duration::seconds(5),
+                max_delay: azure_core::time::Duration::seconds(1),
+            }),
+            per_try_policies: vec![Arc::new(SasPolicy::new(SasSource::Fixed(Arc::new(
+                "sv=1&sig=abc".to_string(),
+            ))))],
+            ..ClientOptions::default()
+        };
+        let pipeline = Pipeline::new(None, None, options, Vec::new(), Vec::new(), None);
+        let mut request = Request::new(
+            azure_core::http::Url::parse("http://h/acct/box?comp=list").unwrap(),
+            azure_core::http::Method::Get,
+        );
+        pipeline
+            .send(&Context::new(), &mut request, None)
+            .await
+            .unwrap();
+        let seen = transport.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for url in &seen {
+            assert_eq!(url, "http://h/acct/box?comp=list&sv=1&sig=abc");
+        }
+        assert_eq!(request.url().as_str(), "http://h/acct/box?comp=list");
     }
 }

@@ -27,7 +27,11 @@ fn fuse_available(test: &str) -> bool {
             panic!("{test}: /dev/fuse is unavailable ({e}) and BERTH_REQUIRE_FUSE=1")
         }
         Err(e) => {
-            println!("SKIPPED {test}: /dev/fuse is unavailable ({e}); set BERTH_REQUIRE_FUSE=1 to fail instead");
+            // Written to stderr directly so the line shows without --nocapture.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: /dev/fuse is unavailable ({e}); set BERTH_REQUIRE_FUSE=1 to fail instead"
+            );
             false
         }
     }
