@@ -1,18 +1,19 @@
 //! The disk cache of one mount: sparse data files (one per cached file), a
-//! journal entry per file waiting to upload, byte accounting for eviction.
+//! journal of the files waiting to upload, byte accounting for eviction.
 //!
 //! Layout under the mount's cache dir:
 //! - `data/<id>`: the file's bytes at their offsets (sparse; which ranges are
 //!   valid is kept in memory as a [`RangeSet`]);
-//! - `journal/<id>`: written when a modified file is closed or fsynced, removed
-//!   once the store confirmed the upload. `Vfs::new` re-queues every entry
-//!   it finds, so a crash loses no closed write.
+//! - `journal.log` ([`Journal`]): an entry is added when a modified file is
+//!   closed or fsynced and ended once the store confirmed the upload.
+//!   `Vfs::new` re-queues every live entry, so a crash loses no closed write.
 //!
 //! Data written into a data file is always written under the item's state
 //! lock, so a download never overwrites newer local writes.
 
 use crate::error::VfsError;
 use crate::inode::Node;
+use crate::journal::Journal;
 use crate::ranges::RangeSet;
 use berth_storage::{ByteStream, ErrorKind, Storage, StorageError};
 use bytes::Bytes;
@@ -20,18 +21,17 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 /// Unit of downloads into the cache.
 pub(crate) const CHUNK: u64 = 4 * 1024 * 1024;
 /// Unit of uploads read from a data file.
 const UPLOAD_CHUNK: usize = 1024 * 1024;
-const JOURNAL_MAGIC: &str = "berth-vfs-journal 1";
 
 type Fetch = Shared<BoxFuture<'static, Result<(), VfsError>>>;
 
@@ -44,7 +44,7 @@ pub(crate) struct ItemState {
     pub present: RangeSet,
     /// The content differs from the store.
     pub dirty: bool,
-    /// A journal entry exists for this item.
+    /// The journal has a live entry for this item.
     pub journaled: bool,
     /// Bumped on every change of content.
     pub generation: u64,
@@ -54,6 +54,8 @@ pub(crate) struct ItemState {
     pub last_access: Instant,
     /// When the upload is due (write-back), if scheduled.
     pub due: Option<Instant>,
+    /// When the write-back delay started (the close that scheduled it).
+    pub scheduled_at: Option<Instant>,
     /// Failed upload attempts in a row.
     pub failures: u32,
     /// Size and mtime of the store version the clean content came from.
@@ -84,7 +86,7 @@ pub(crate) struct CacheItem {
 #[derive(Debug)]
 pub(crate) struct DiskCache {
     data_dir: PathBuf,
-    journal_dir: PathBuf,
+    journal: Journal,
     next_id: AtomicU64,
     items: Mutex<HashMap<u64, Arc<CacheItem>>>,
     /// Bytes held in data files (valid ranges).
@@ -104,56 +106,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn encode_time(t: Option<SystemTime>) -> String {
-    match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
-        Some(d) => d.as_nanos().to_string(),
-        None => "-".into(),
-    }
-}
-
-fn decode_time(s: &str) -> Option<SystemTime> {
-    let nanos: u128 = s.parse().ok()?;
-    let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, (nanos % 1_000_000_000) as u32))
-}
-
 impl DiskCache {
     /// Opens (creating) the cache dir and returns the journal entries left by
     /// a previous run. Data files without a journal entry are removed.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<Recovered>), VfsError> {
         let data_dir = dir.join("data");
-        let journal_dir = dir.join("journal");
-        for d in [&data_dir, &journal_dir] {
-            fs::create_dir_all(d).map_err(|e| VfsError::cache(&d.display().to_string(), e))?;
-        }
+        fs::create_dir_all(&data_dir)
+            .map_err(|e| VfsError::cache(&data_dir.display().to_string(), e))?;
+        let (journal, live) = Journal::open(&dir.join("journal.log"))?;
         let mut recovered = Vec::new();
-        let mut max_id = 0;
-        let entries = fs::read_dir(&journal_dir)
-            .map_err(|e| VfsError::cache(&journal_dir.display().to_string(), e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(id) = name.parse::<u64>() else {
-                // A temp file from an interrupted journal write.
-                let _ = fs::remove_file(entry.path());
-                continue;
-            };
-            max_id = max_id.max(id);
-            match Self::parse_journal(&entry.path()) {
-                Some((path, mtime)) => match fs::metadata(data_dir.join(id.to_string())) {
-                    Ok(meta) => recovered.push(Recovered {
-                        id,
-                        path,
-                        mtime,
-                        size: meta.len(),
-                    }),
-                    Err(_) => {
-                        tracing::warn!(%path, "vfs: journal entry without cached data; dropped");
-                        let _ = fs::remove_file(entry.path());
-                    }
-                },
-                None => {
-                    tracing::warn!(file = %entry.path().display(), "vfs: unreadable journal entry; dropped");
-                    let _ = fs::remove_file(entry.path());
+        for (id, (path, mtime)) in live {
+            match fs::metadata(data_dir.join(id.to_string())) {
+                Ok(meta) => recovered.push(Recovered {
+                    id,
+                    path,
+                    mtime,
+                    size: meta.len(),
+                }),
+                Err(_) => {
+                    tracing::warn!(%path, "vfs: journal entry without cached data; dropped");
+                    journal.done(id)?;
                 }
             }
         }
@@ -166,24 +138,17 @@ impl DiskCache {
                 }
             }
         }
-        recovered.sort_by_key(|r| r.id);
+        let max_id = keep.iter().copied().max().unwrap_or(0);
         Ok((
             DiskCache {
                 data_dir,
-                journal_dir,
+                journal,
                 next_id: AtomicU64::new(max_id + 1),
                 items: Mutex::new(HashMap::new()),
                 used: AtomicU64::new(0),
             },
             recovered,
         ))
-    }
-
-    fn parse_journal(file: &Path) -> Option<(String, Option<SystemTime>)> {
-        let text = fs::read_to_string(file).ok()?;
-        let rest = text.strip_prefix(JOURNAL_MAGIC)?.strip_prefix('\n')?;
-        let (time, path) = rest.split_once('\n')?;
-        Some((path.to_string(), decode_time(time)))
     }
 
     /// Creates an item for `node` with `size` bytes, none of them valid yet
@@ -210,7 +175,7 @@ impl DiskCache {
         if recovered.is_some() {
             present.insert(0, size);
             self.used.fetch_add(size, Ordering::Relaxed);
-        } else {
+        } else if size > 0 {
             file.set_len(size).map_err(|e| VfsError::cache(&shown, e))?;
         }
         let item = Arc::new(CacheItem {
@@ -227,6 +192,7 @@ impl DiskCache {
                 writers: 0,
                 last_access: Instant::now(),
                 due: None,
+                scheduled_at: None,
                 failures: 0,
                 remote,
                 mtime,
@@ -239,6 +205,11 @@ impl DiskCache {
         });
         lock(&self.items).insert(id, item.clone());
         Ok(item)
+    }
+
+    /// The item with id `id`.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<CacheItem>> {
+        lock(&self.items).get(&id).cloned()
     }
 
     /// Every item (for the uploader, eviction and statistics).
@@ -270,41 +241,29 @@ impl DiskCache {
         lock(&self.items).remove(&item.id);
     }
 
-    /// Writes (or rewrites) the journal entry of `item`: it now waits to be
-    /// uploaded to `path`.
+    /// Records in the journal that `item` waits to be uploaded to `path`
+    /// (again, after a rename).
     pub(crate) fn write_journal(
         &self,
         item: &CacheItem,
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<(), VfsError> {
-        let tmp = self.journal_dir.join(format!("{}.tmp", item.id));
-        let shown = tmp.display().to_string();
-        let body = format!("{JOURNAL_MAGIC}\n{}\n{path}", encode_time(mtime));
-        let mut f = File::create(&tmp).map_err(|e| VfsError::cache(&shown, e))?;
-        f.write_all(body.as_bytes())
-            .map_err(|e| VfsError::cache(&shown, e))?;
-        drop(f);
-        fs::rename(&tmp, self.journal_dir.join(item.id.to_string()))
-            .map_err(|e| VfsError::cache(&shown, e))?;
+        self.journal.pending(item.id, path, mtime)?;
         item.state().journaled = true;
         Ok(())
     }
 
-    /// Makes the journal entry of item `id` durable (file and directory).
-    pub(crate) fn sync_journal(&self, id: u64) -> Result<(), VfsError> {
-        let shown = self.journal_dir.display().to_string();
-        if let Ok(f) = File::open(self.journal_dir.join(id.to_string())) {
-            f.sync_all().map_err(|e| VfsError::cache(&shown, e))?;
-        }
-        File::open(&self.journal_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| VfsError::cache(&shown, e))
+    /// Makes the journal durable on disk.
+    pub(crate) fn sync_journal(&self) -> Result<(), VfsError> {
+        self.journal.sync()
     }
 
-    /// Removes the journal entry of item `id`.
+    /// Ends the journal entry of item `id` (uploaded or dropped).
     pub(crate) fn remove_journal(&self, id: u64) {
-        let _ = fs::remove_file(self.journal_dir.join(id.to_string()));
+        if let Err(e) = self.journal.done(id) {
+            tracing::warn!(error = %e, "vfs: could not update the upload journal");
+        }
     }
 }
 

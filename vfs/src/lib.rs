@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod fuse;
 mod inode;
+mod journal;
 mod ranges;
 mod reader;
 mod vfs;

@@ -11,7 +11,7 @@ use crate::reader::{Reader, BUDGET_KIB};
 use crate::writer::Writer;
 use berth_storage::{join_path, once, Capability, Entry, EntryKind, ErrorKind, Storage};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
@@ -149,8 +149,16 @@ pub struct Vfs {
     runtime: Runtime,
     budget: Arc<Semaphore>,
     upload_slots: Arc<Semaphore>,
+    /// Uploads by due time (entries whose item's `due` differs are stale).
+    queue: Mutex<BTreeSet<(Instant, u64)>>,
+    /// When the background task plans to wake next.
+    next_wake: Mutex<Option<Instant>>,
     wake: Arc<Notify>,
     started: SystemTime,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn enoent(what: &str) -> VfsError {
@@ -200,6 +208,8 @@ impl Vfs {
             runtime: runtime.clone(),
             budget: Arc::new(Semaphore::new(BUDGET_KIB)),
             upload_slots: Arc::new(Semaphore::new(UPLOAD_SLOTS)),
+            queue: Mutex::new(BTreeSet::new()),
+            next_wake: Mutex::new(None),
             wake: Arc::new(Notify::new()),
             started: SystemTime::now(),
         });
@@ -213,16 +223,15 @@ impl Vfs {
             };
             let mtime = r.mtime.unwrap_or_else(SystemTime::now);
             let item = vfs.cache.create(&node, r.size, None, mtime, Some(r.id))?;
+            item.state().mtime_explicit = r.mtime.is_some();
             {
-                let mut st = item.state();
-                st.mtime_explicit = r.mtime.is_some();
-                st.due = Some(now);
+                let mut m = node.meta();
+                m.size = r.size;
+                m.mtime = Some(mtime);
+                m.local_attrs = true;
+                m.cache = Some(item.clone());
             }
-            let mut m = node.meta();
-            m.size = r.size;
-            m.mtime = Some(mtime);
-            m.local_attrs = true;
-            m.cache = Some(item);
+            vfs.schedule(&item, now);
             tracing::info!(path = %r.path, "vfs: re-queued an upload left by a previous run");
         }
         runtime.spawn(background(vfs.me.clone(), vfs.wake.clone()));
@@ -250,8 +259,32 @@ impl Vfs {
     /// Applies new settings to the live filesystem: new opens use the new
     /// cache mode, TTLs and limits apply at once, and the cache is trimmed.
     pub fn update_config(&self, config: VfsConfig) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        let old = std::mem::replace(
+            &mut *self.config.write().unwrap_or_else(|p| p.into_inner()),
+            config,
+        );
+        if old.write_back != config.write_back {
+            // What waits is due `write_back` after its close, with the new value.
+            for item in self.cache.items() {
+                let at = {
+                    let st = item.state();
+                    st.due.and(st.scheduled_at)
+                };
+                if let Some(at) = at {
+                    self.schedule(&item, at + config.write_back);
+                }
+            }
+        }
         self.wake.notify_one();
+    }
+
+    /// Queues the upload of `item` at `due`.
+    fn schedule(&self, item: &Arc<CacheItem>, due: Instant) {
+        item.state().due = Some(due);
+        lock(&self.queue).insert((due, item.id));
+        if lock(&self.next_wake).is_none_or(|t| due < t) {
+            self.wake.notify_one();
+        }
     }
 
     /// Entry and attribute TTL for the kernel (`dir_cache_time`).
@@ -945,7 +978,7 @@ impl Vfs {
             self.commit(node, item).await?;
             item.sync()?;
             if item.state().journaled {
-                self.cache.sync_journal(item.id)?;
+                self.cache.sync_journal()?;
             }
         }
         Ok(())
@@ -1050,12 +1083,13 @@ impl Vfs {
         match cfg.cache_mode {
             CacheMode::Off | CacheMode::Minimal => self.upload(item).await,
             CacheMode::Writes | CacheMode::Full => {
+                let now = Instant::now();
                 {
                     let mut st = item.state();
-                    st.due = Some(Instant::now() + cfg.write_back);
+                    st.scheduled_at = Some(now);
                     st.failures = 0;
                 }
-                self.wake.notify_one();
+                self.schedule(item, now + cfg.write_back);
                 Ok(())
             }
         }
@@ -1115,12 +1149,13 @@ impl Vfs {
         let entry = match result {
             Ok(entry) => entry,
             Err(e) => {
-                let mut st = item.state();
-                st.failures += 1;
-                st.due = Some(Instant::now() + backoff(st.failures));
-                tracing::warn!(%path, error = %e, attempt = st.failures, "vfs: upload failed; will retry");
-                drop(st);
-                self.wake.notify_one();
+                let failures = {
+                    let mut st = item.state();
+                    st.failures += 1;
+                    st.failures
+                };
+                tracing::warn!(%path, error = %e, attempt = failures, "vfs: upload failed; will retry");
+                self.schedule(item, Instant::now() + backoff(failures));
                 return Err(e);
             }
         };
@@ -1137,7 +1172,7 @@ impl Vfs {
                 }
             }
         }
-        let clean = {
+        let (clean, again) = {
             let mut st = item.state();
             st.remote = Some((entry.size, modified));
             st.failures = 0;
@@ -1146,14 +1181,15 @@ impl Vfs {
                 st.journaled = false;
                 st.mtime_explicit = false;
                 self.cache.remove_journal(item.id);
-                true
+                (true, false)
             } else {
-                if st.writers == 0 && !st.deleted {
-                    st.due = Some(Instant::now() + self.config().write_back);
-                }
-                false
+                (false, st.writers == 0 && !st.deleted)
             }
         };
+        if again {
+            // Changed while uploading: the new content goes up later.
+            self.schedule(item, Instant::now() + self.config().write_back);
+        }
         if clean {
             let mut m = node.meta();
             m.local_attrs = m.writers > 0;
@@ -1189,26 +1225,32 @@ impl Vfs {
     /// Starts the uploads that are due; returns when the next one is due.
     fn start_due_uploads(&self) -> Option<Instant> {
         let now = Instant::now();
-        let mut next: Option<Instant> = None;
-        for item in self.cache.items() {
-            let due = {
-                let mut st = item.state();
-                if !st.dirty || st.deleted || st.writers > 0 {
-                    continue;
+        let mut due = Vec::new();
+        let next = {
+            let mut q = lock(&self.queue);
+            while let Some(&(t, id)) = q.first() {
+                if t > now {
+                    break;
                 }
-                match st.due {
-                    Some(d) if d <= now => {
-                        st.due = None;
-                        true
-                    }
-                    Some(d) => {
-                        next = Some(next.map_or(d, |n| n.min(d)));
-                        false
-                    }
-                    None => false,
-                }
+                q.pop_first();
+                due.push((t, id));
+            }
+            q.first().map(|(t, _)| *t)
+        };
+        for (t, id) in due {
+            let Some(item) = self.cache.get(id) else {
+                continue;
             };
-            if due {
+            let go = {
+                let mut st = item.state();
+                // Open writers: their close schedules the upload again.
+                let go = st.due == Some(t) && st.dirty && !st.deleted && st.writers == 0;
+                if go {
+                    st.due = None;
+                }
+                go
+            };
+            if go {
                 let (me, slots) = (self.me.clone(), self.upload_slots.clone());
                 self.runtime.spawn(async move {
                     let Ok(_slot) = slots.acquire_owned().await else {
@@ -1490,12 +1532,21 @@ impl Vfs {
                 (FileKind::File, FileKind::File) => {}
             }
         }
-        // Hold the uploads of everything moved or replaced.
-        let mut affected = self.items_under(&from);
-        let replaced = dst
-            .as_ref()
-            .map(|_| self.items_under(&to))
-            .unwrap_or_default();
+        // Hold the uploads of everything moved or replaced (a file's own
+        // item, or every item below a directory).
+        let attached = |n: &Arc<Node>| {
+            let item = n.meta().cache.clone();
+            item.map(|i| vec![(n.clone(), i)]).unwrap_or_default()
+        };
+        let mut affected = match src.kind {
+            FileKind::File => attached(&src),
+            FileKind::Dir => self.items_under(&from),
+        };
+        let replaced = match &dst {
+            Some(d) if d.kind == FileKind::File => attached(d),
+            Some(_) => self.items_under(&to),
+            None => Vec::new(),
+        };
         affected.extend(replaced.iter().cloned());
         affected.sort_by_key(|(_, i)| i.id);
         affected.dedup_by_key(|(_, i)| i.id);
@@ -1671,28 +1722,31 @@ impl Vfs {
     }
 }
 
-/// The background task of a mount: starts due uploads and trims the cache.
+/// The background task of a mount: starts due uploads and trims the cache
+/// (when it is over its size, and every `cache_max_age / 2`, at most 30 s).
 /// It holds only a weak reference: dropping the `Vfs` stops it, leaving
 /// queued uploads in the journal for the next start.
 async fn background(me: Weak<Vfs>, wake: Arc<Notify>) {
+    let mut last_trim = Instant::now();
     loop {
-        let next = {
+        let wake_at = {
             let Some(vfs) = me.upgrade() else { return };
-            vfs.trim_cache();
-            vfs.start_due_uploads()
-        };
-        let housekeeping = match me.upgrade() {
-            Some(vfs) => {
-                (vfs.config().cache_max_age / 2).clamp(Duration::from_millis(100), HOUSEKEEPING)
+            let cfg = vfs.config();
+            let housekeeping =
+                (cfg.cache_max_age / 2).clamp(Duration::from_millis(100), HOUSEKEEPING);
+            if vfs.cache.used() > cfg.cache_max_size || last_trim.elapsed() >= housekeeping {
+                vfs.trim_cache();
+                last_trim = Instant::now();
             }
-            None => return,
+            let next = vfs.start_due_uploads();
+            let wake_at = next.map_or(last_trim + housekeeping, |t| {
+                t.min(last_trim + housekeeping)
+            });
+            *lock(&vfs.next_wake) = Some(wake_at);
+            wake_at
         };
-        let sleep = next
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(housekeeping)
-            .min(housekeeping);
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
+            _ = tokio::time::sleep_until(wake_at.into()) => {}
             _ = wake.notified() => {}
         }
     }

@@ -792,12 +792,13 @@ fn crash_recovery_resumes_uploads() {
             fx.stored("synced.txt").await.unwrap(),
             b"fsynced, never closed"
         );
-        assert_eq!(
-            std::fs::read_dir(cache.path().join("journal"))
-                .unwrap()
-                .count(),
-            0
-        );
+    });
+    second.shutdown_background();
+    // Nothing is left to resume after that.
+    let third = tokio::runtime::Runtime::new().unwrap();
+    third.block_on(async {
+        let fx = Fx::in_dir(store.clone(), cfg, cache.path());
+        assert_eq!(fx.vfs.pending_uploads(), 0);
     });
 }
 

@@ -25,8 +25,9 @@ use berth_storage::{
     StorageError, Usage,
 };
 use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The Azure Blob driver.
@@ -41,6 +42,8 @@ pub struct AzureStorage {
     container: Option<String>,
     /// The authentication method (shown by `Debug`).
     method: Method,
+    /// Continuation markers of root listings by the last name of a page.
+    container_markers: Mutex<HashMap<String, String>>,
     pub(crate) options: Options,
 }
 
@@ -53,6 +56,9 @@ impl fmt::Debug for AzureStorage {
             .finish_non_exhaustive()
     }
 }
+
+/// How many root-listing continuation markers are remembered.
+const MARKER_MEMORY: usize = 256;
 
 /// Size and time of a blob.
 pub(crate) struct BlobInfo {
@@ -141,6 +147,7 @@ impl AzureStorage {
             sas,
             container: settings.container,
             method: settings.method,
+            container_markers: Mutex::new(HashMap::new()),
             options: settings.options,
         })
     }
@@ -442,7 +449,11 @@ impl AzureStorage {
         }
     }
 
-    /// The containers after `cursor`, one page.
+    /// The containers after `cursor`, one page. List Containers has no
+    /// `startFrom`: the service's continuation marker after each page is
+    /// remembered under the page's last name, so paging from the start is
+    /// one request per page; an unknown cursor lists from the start and
+    /// skips what it covers (accounts hold few containers).
     async fn list_containers(&self, cursor: Option<String>, want: usize) -> Result<ListPage> {
         if let Some(only) = &self.container {
             let entries = if cursor.as_deref().is_none_or(|c| only.as_str() > c) {
@@ -460,19 +471,37 @@ impl AzureStorage {
                 next: None,
             });
         }
-        // List Containers has no startFrom: list from the start and skip
-        // what the cursor covers (accounts hold few containers).
-        let options = BlobServiceClientListContainersOptions {
-            maxresults: Some(self.options.list_chunk),
-            ..Default::default()
+        let known = cursor.as_ref().and_then(|c| {
+            self.container_markers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(c)
+                .cloned()
+        });
+        // Exact pages when starting at a known position; big ones when
+        // scanning for an unknown cursor.
+        let page_size = if cursor.is_none() || known.is_some() {
+            want
+        } else {
+            self.options.list_chunk as usize
         };
-        let mut pages = self
-            .service
-            .list_containers(Some(options))
-            .map_err(|e| self.fail(e, ""))?
-            .into_pages();
+        let mut marker = known;
         let mut entries = Vec::new();
-        'pages: while let Some(page) = pages.try_next().await.map_err(|e| self.fail(e, ""))? {
+        loop {
+            let options = BlobServiceClientListContainersOptions {
+                maxresults: Some(page_size as i32),
+                marker: marker.clone(),
+                ..Default::default()
+            };
+            let mut pages = self
+                .service
+                .list_containers(Some(options))
+                .map_err(|e| self.fail(e, ""))?
+                .into_pages();
+            let Some(page) = pages.try_next().await.map_err(|e| self.fail(e, ""))? else {
+                marker = None;
+                break;
+            };
             let page = page.into_model().map_err(|e| self.fail(e, ""))?;
             for item in page.container_items {
                 let Some(name) = item.name else { continue };
@@ -488,9 +517,10 @@ impl AzureStorage {
                         .and_then(|p| p.last_modified)
                         .map(SystemTime::from),
                 });
-                if entries.len() > want {
-                    break 'pages;
-                }
+            }
+            marker = page.next_marker.filter(|m| !m.is_empty());
+            if entries.len() >= want || marker.is_none() {
+                break;
             }
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -498,7 +528,20 @@ impl AzureStorage {
             entries.truncate(want);
             entries.last().map(|e| e.path.clone())
         } else {
-            None
+            match (marker, entries.last()) {
+                (Some(marker), Some(last)) => {
+                    let mut markers = self
+                        .container_markers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if markers.len() >= MARKER_MEMORY {
+                        markers.clear();
+                    }
+                    markers.insert(last.path.clone(), marker);
+                    Some(last.path.clone())
+                }
+                _ => None,
+            }
         };
         Ok(ListPage { entries, next })
     }
