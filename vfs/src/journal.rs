@@ -5,8 +5,8 @@
 //! file creation or rename (creates stay cheap under a busy disk):
 //!
 //! ```text
-//! P <id> <mtime-ns or -> <path-bytes>\n<path>\n    item <id> waits to upload to <path>
-//! D <id>\n                                          item <id> is done (or dropped)
+//! P <id> <mtime-ns or -> <size> <path-bytes>\n<path>\n   item <id> waits to upload to <path>
+//! D <id>\n                                                item <id> is done (or dropped)
 //! ```
 //!
 //! The last `P` of an id wins (renames append a new one). A record cut short
@@ -24,8 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The log is rewritten when it grows past this size.
 const COMPACT_AT: u64 = 4 * 1024 * 1024;
 
-/// A live entry: the item's path and its explicitly set mtime.
-pub(crate) type Pending = (String, Option<SystemTime>);
+/// A live entry: the item's path, its explicitly set mtime, and its size
+/// when journaled (used for empty files, which have no data file).
+pub(crate) type Pending = (String, Option<SystemTime>, u64);
 
 #[derive(Debug)]
 struct Inner {
@@ -54,8 +55,13 @@ fn decode_time(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
-fn pending_record(id: u64, path: &str, mtime: Option<SystemTime>) -> Vec<u8> {
-    format!("P {id} {} {}\n{path}\n", encode_time(mtime), path.len()).into_bytes()
+fn pending_record(id: u64, (path, mtime, size): &Pending) -> Vec<u8> {
+    format!(
+        "P {id} {} {size} {}\n{path}\n",
+        encode_time(*mtime),
+        path.len()
+    )
+    .into_bytes()
 }
 
 /// Replays a log: the live entries, up to the first damaged record.
@@ -78,8 +84,10 @@ fn replay(bytes: &[u8]) -> BTreeMap<u64, Pending> {
                 }
                 Err(_) => break,
             },
-            ["P", id, time, len] => {
-                let (Ok(id), Ok(len)) = (id.parse::<u64>(), len.parse::<usize>()) else {
+            ["P", id, time, size, len] => {
+                let (Ok(id), Ok(size), Ok(len)) =
+                    (id.parse::<u64>(), size.parse::<u64>(), len.parse::<usize>())
+                else {
                     break;
                 };
                 let end = at + len;
@@ -89,7 +97,7 @@ fn replay(bytes: &[u8]) -> BTreeMap<u64, Pending> {
                 let Ok(path) = std::str::from_utf8(&bytes[at..end]) else {
                     break;
                 };
-                live.insert(id, (path.to_string(), decode_time(time)));
+                live.insert(id, (path.to_string(), decode_time(time), size));
                 at = end + 1;
             }
             _ => break,
@@ -126,8 +134,8 @@ impl Journal {
         let shown = path.display().to_string();
         let tmp = path.with_extension("tmp");
         let mut body = Vec::new();
-        for (id, (p, mtime)) in live {
-            body.extend_from_slice(&pending_record(*id, p, *mtime));
+        for (id, entry) in live {
+            body.extend_from_slice(&pending_record(*id, entry));
         }
         let write = || -> std::io::Result<File> {
             let mut f = File::create(&tmp)?;
@@ -157,16 +165,12 @@ impl Journal {
         Ok(())
     }
 
-    /// Records that item `id` waits to be uploaded to `path`.
-    pub(crate) fn pending(
-        &self,
-        id: u64,
-        path: &str,
-        mtime: Option<SystemTime>,
-    ) -> Result<(), VfsError> {
+    /// Records that item `id` waits to be uploaded (`entry`: path, mtime set
+    /// explicitly, size).
+    pub(crate) fn pending(&self, id: u64, entry: Pending) -> Result<(), VfsError> {
         let mut inner = self.inner();
-        self.append(&mut inner, &pending_record(id, path, mtime))?;
-        inner.live.insert(id, (path.to_string(), mtime));
+        self.append(&mut inner, &pending_record(id, &entry))?;
+        inner.live.insert(id, entry);
         Ok(())
     }
 
@@ -206,20 +210,20 @@ mod tests {
         {
             let (j, live) = Journal::open(&path).unwrap();
             assert!(live.is_empty());
-            j.pending(1, "a/b.txt", None).unwrap();
-            j.pending(2, "odd\nname", Some(t)).unwrap();
-            j.pending(3, "gone", None).unwrap();
+            j.pending(1, ("a/b.txt".into(), None, 5)).unwrap();
+            j.pending(2, ("odd\nname".into(), Some(t), 0)).unwrap();
+            j.pending(3, ("gone".into(), None, 1)).unwrap();
             j.done(3).unwrap();
-            j.pending(1, "a/renamed.txt", None).unwrap();
+            j.pending(1, ("a/renamed.txt".into(), None, 7)).unwrap();
         }
         // A record cut short by a crash ends the replay.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"P 4 - 100\nshort").unwrap();
+        f.write_all(b"P 4 - 0 100\nshort").unwrap();
         drop(f);
         let (j, live) = Journal::open(&path).unwrap();
         assert_eq!(live.len(), 2);
-        assert_eq!(live[&1], ("a/renamed.txt".to_string(), None));
-        assert_eq!(live[&2], ("odd\nname".to_string(), Some(t)));
+        assert_eq!(live[&1], ("a/renamed.txt".to_string(), None, 7));
+        assert_eq!(live[&2], ("odd\nname".to_string(), Some(t), 0));
         j.done(1).unwrap();
         j.done(2).unwrap();
         j.sync().unwrap();

@@ -907,14 +907,16 @@ async fn update_config_applies_live() {
     fx.vfs.release(fh).await.unwrap();
     assert_eq!(fx.vfs.pending_uploads(), 1);
     // A shorter write-back applies to what already waits.
+    assert!(fx.stored("f").await.unwrap() == b"abc");
     fx.set(|c| c.write_back = Duration::from_millis(50));
-    fx.put("g", b"g").await;
-    wait_for("uploads", Duration::from_secs(5), || async {
-        fx.stored("g").await.is_some()
+    wait_for("the upload", Duration::from_secs(5), || async {
+        fx.vfs.pending_uploads() == 0
     })
     .await;
-    fx.vfs.flush_all().await.unwrap();
     assert_eq!(fx.stored("f").await.unwrap(), b"abcdef");
+    // Switching back to off: new opens stream again.
+    fx.set(|c| c.cache_mode = CacheMode::Off);
+    assert_eq!(errno_of(fx.vfs.open(ino, libc::O_RDWR).await), libc::EPERM);
     assert_eq!(fx.vfs.ttl(), Duration::from_secs(300));
     fx.set(|c| c.dir_cache_time = Duration::from_secs(7));
     assert_eq!(fx.vfs.ttl(), Duration::from_secs(7));
