@@ -14,7 +14,8 @@
 #
 # Writes the environment the tests read to /tmp/berth-s3-<port>.env:
 #   BERTH_TEST_S3_ENDPOINT, BERTH_TEST_S3_ACCESS_KEY_ID,
-#   BERTH_TEST_S3_SECRET_ACCESS_KEY
+#   BERTH_TEST_S3_SECRET_ACCESS_KEY, and a second key of the same user in
+#   BERTH_TEST_S3_ACCESS_KEY_ID_2, BERTH_TEST_S3_SECRET_ACCESS_KEY_2
 # Stdout is `# env: <that file>` and, as the last line, the endpoint URL;
 # everything else goes to stderr. So this works:
 #   scripts/start-s3.sh >/dev/null && source /tmp/berth-s3-9000.env
@@ -156,11 +157,15 @@ iam.put_user_policy(UserName="berth", PolicyName="allow-all", PolicyDocument=jso
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
 }))
 key = iam.create_access_key(UserName="berth")["AccessKey"]
+# A second key of the same user, for credential rotation tests.
+key2 = iam.create_access_key(UserName="berth")["AccessKey"]
 reset_auth("0")
 with open(envfile, "w") as f:
     f.write(f"export BERTH_TEST_S3_ENDPOINT={endpoint}\n")
     f.write(f"export BERTH_TEST_S3_ACCESS_KEY_ID={key['AccessKeyId']}\n")
     f.write(f"export BERTH_TEST_S3_SECRET_ACCESS_KEY='{key['SecretAccessKey']}'\n")
+    f.write(f"export BERTH_TEST_S3_ACCESS_KEY_ID_2={key2['AccessKeyId']}\n")
+    f.write(f"export BERTH_TEST_S3_SECRET_ACCESS_KEY_2='{key2['SecretAccessKey']}'\n")
 PY
 chmod 600 "$ENVFILE"
 log "auth enforced; keys in ${ENVFILE}"

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/install-deps.sh --test
 
 work="$(mktemp -d /tmp/berth-test.XXXXXX)"
+# PostgreSQL runs as its own user and must reach its data dir inside.
+chmod 755 "$work"
 pg_data="$work/pg"
 cleanup() {
     scripts/stop-postgres.sh "$pg_data" >/dev/null 2>&1 || true

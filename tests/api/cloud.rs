@@ -44,6 +44,8 @@ struct S3 {
     endpoint: String,
     key_id: String,
     secret: String,
+    key_id_2: String,
+    secret_2: String,
 }
 
 fn s3() -> Option<S3> {
@@ -51,6 +53,8 @@ fn s3() -> Option<S3> {
         endpoint: setting("BERTH_TEST_S3_ENDPOINT")?,
         key_id: setting("BERTH_TEST_S3_ACCESS_KEY_ID")?,
         secret: setting("BERTH_TEST_S3_SECRET_ACCESS_KEY")?,
+        key_id_2: setting("BERTH_TEST_S3_ACCESS_KEY_ID_2")?,
+        secret_2: setting("BERTH_TEST_S3_SECRET_ACCESS_KEY_2")?,
     })
 }
 
@@ -133,16 +137,35 @@ fn s3_connects_rejects_wrong_keys_and_rotates() {
         StatusCode::BAD_REQUEST,
         "secret_access_key",
     );
-    // The right key (set again through a real change) is accepted.
-    let (status, updated) = api.put(
+    // Sending the stored key again is still a no-op after the failed rotation.
+    let (status, same) = api.put(
         &path,
         &json!({"session_token": null, "secret_access_key": s3.secret}),
     );
-    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        (status, same["message"].clone()),
+        (StatusCode::OK, json!("Backend credentials unchanged"))
+    );
+    // A second valid key pair of the same user is probed and adopted.
+    let (status, rotated) = api.put(
+        &path,
+        &json!({"access_key_id": s3.key_id_2, "secret_access_key": s3.secret_2}),
+    );
+    assert_eq!(
+        (status, rotated["message"].clone()),
+        (StatusCode::OK, json!("Backend credentials updated")),
+        "{rotated}"
+    );
+    assert_eq!(
+        api.get(&path).1["config"]["access_key_id"],
+        json!(s3.key_id_2)
+    );
+    assert_eq!(api.get(&format!("{path}/test")).1["success"], json!(true));
     responses.push(api.get("/api/v1/backends").1);
     responses.push(api.get("/api/v1/health/actors").1);
 
     assert_never_leaked(&server, &responses, &s3.secret);
+    assert_never_leaked(&server, &responses, &s3.secret_2);
     assert_never_leaked(&server, &responses, "definitely-the-wrong-secret");
     assert_never_leaked(&server, &responses, "rotated-but-wrong-secret");
 }

@@ -11,6 +11,8 @@
 //!
 //! What each [`CacheMode`] guarantees is written down in `docs/SEMANTICS.md`.
 
+#![warn(missing_docs)]
+
 mod cache;
 mod config;
 mod error;

@@ -754,6 +754,7 @@ fn crash_recovery_resumes_uploads() {
         let fx = Fx::in_dir(store.clone(), cfg, cache.path());
         fx.mkdir_p("docs").await;
         fx.put("docs/report.txt", b"quarterly numbers").await;
+        fx.put("empty.lock", b"").await;
         fx.put("top.bin", &pattern(3 * MIB)).await;
         fx.rename("top.bin", "docs/moved.bin", false).await.unwrap();
         // fsync makes an open file's data durable in the cache too.
@@ -767,7 +768,7 @@ fn crash_recovery_resumes_uploads() {
             .await
             .unwrap();
         fx.vfs.fsync(fh).await.unwrap();
-        assert_eq!(fx.vfs.pending_uploads(), 3);
+        assert_eq!(fx.vfs.pending_uploads(), 4);
         assert!(fx.stored("docs/report.txt").await.is_none());
     });
     first.shutdown_background();
@@ -788,6 +789,7 @@ fn crash_recovery_resumes_uploads() {
         );
         assert!(fx.stored("docs/moved.bin").await.unwrap() == pattern(3 * MIB));
         assert!(fx.stored("top.bin").await.is_none());
+        assert_eq!(fx.stored("empty.lock").await.unwrap(), b"");
         assert_eq!(
             fx.stored("synced.txt").await.unwrap(),
             b"fsynced, never closed"
