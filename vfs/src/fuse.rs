@@ -309,6 +309,11 @@ impl Filesystem for FuseFs {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        // The kernel forgot every inode with the session.
+        self.vfs.forget_all();
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = match name_str(name) {
             Ok(n) => n,

@@ -406,6 +406,20 @@ impl Table {
         }
     }
 
+    /// Drops every kernel lookup (the session ended: the kernel forgot all).
+    pub(crate) fn forget_all(&mut self) {
+        let mut nodes: Vec<(String, Arc<Node>)> =
+            self.nodes.values().map(|n| (n.path(), n.clone())).collect();
+        for (_, node) in &nodes {
+            node.meta().nlookup = 0;
+        }
+        // Children before their parents (a descendant sorts after its parent).
+        nodes.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, node) in &nodes {
+            self.reap(node);
+        }
+    }
+
     /// Removes `node` if it is unreferenced: no lookups, no open handles, no
     /// cache item, not local, and no known children.
     pub(crate) fn reap(&mut self, node: &Arc<Node>) {
@@ -518,6 +532,14 @@ mod tests {
         t.forget(n.ino, 1);
         assert!(t.get(n.ino).is_none());
         assert!(t.by_path("f").is_none());
+        assert_eq!(t.len(), 1);
+        // The end of a session forgets everything the kernel knew.
+        let d = t.upsert("d", FileKind::Dir, None, now);
+        let f = t.upsert("d/f", FileKind::File, None, now);
+        d.meta().nlookup = 1;
+        f.meta().nlookup = 3;
+        t.forget_all();
+        assert!(t.get(f.ino).is_none());
         assert_eq!(t.len(), 1);
     }
 }

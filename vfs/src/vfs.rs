@@ -435,6 +435,13 @@ impl Vfs {
         self.table_w().forget(ino, nlookup);
     }
 
+    /// Drops every kernel lookup, as when a FUSE session ends (the next
+    /// session starts from the root; numbers stay stable for what remains
+    /// known: open, cached or pending files).
+    pub(crate) fn forget_all(&self) {
+        self.table_w().forget_all();
+    }
+
     /// Attributes of `ino`, from the cache while younger than `dir_cache_time`.
     pub async fn getattr(&self, ino: u64) -> Result<Attr, VfsError> {
         let node = self.node(ino)?;

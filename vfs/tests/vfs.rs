@@ -689,13 +689,17 @@ async fn writes_mode_write_back_delay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_mode_reopen_postpones_upload() {
     let fx = Fx::new(Kind::Memory, CacheMode::Writes).await;
-    fx.set(|c| c.write_back = Duration::from_millis(300));
+    fx.set(|c| c.write_back = Duration::from_millis(600));
     fx.put("x", b"1").await;
-    // Rewritten while waiting: only the last content is uploaded.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Rewritten while waiting: the delay restarts from the last close, and
+    // only the last content is uploaded.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     fx.put("x", b"22").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(fx.stored("x").await.is_none());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        fx.stored("x").await.is_none(),
+        "uploaded at the first due time"
+    );
     wait_for("the upload", Duration::from_secs(5), || async {
         fx.stored("x").await.is_some()
     })

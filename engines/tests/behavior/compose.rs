@@ -467,31 +467,38 @@ async fn alias_passes_through_and_a_missing_backend_is_not_found() {
 async fn probes_name_the_failing_upstream() {
     let (a, b) = (memory(), memory());
     let named = backends(&[("a", &a), ("b", &b)]);
+    // A path under a file can never exist: every probe names that upstream.
+    b.write("blocker", berth_storage::once("x")).await.unwrap();
 
-    let st = engine("alias", json!({"remote": "b:missing"}), &named)
+    let st = engine("alias", json!({"remote": "b:blocker/sub"}), &named)
         .await
         .storage;
     let err = st.probe().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(
-        err.message.contains("alias of 'b:missing'"),
+        err.message.contains("alias of 'b:blocker/sub'"),
         "{}",
         err.message
     );
 
-    let st = engine("union", json!({"upstreams": "a: b:missing"}), &named)
+    let st = engine("union", json!({"upstreams": "a: b:blocker/sub"}), &named)
         .await
         .storage;
     let err = st.probe().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::NotFound);
-    assert!(err.message.contains("'b:missing'"), "{}", err.message);
+    assert!(err.message.contains("'b:blocker/sub'"), "{}", err.message);
 
-    let body = json!({"upstreams": "good=a: bad=b:missing"});
+    let body = json!({"upstreams": "good=a: bad=b:blocker/sub"});
     let st = engine("combine", body, &named).await.storage;
     let err = st.probe().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::NotFound);
-    assert!(err.message.contains("'bad' (b:missing)"), "{}", err.message);
+    assert!(
+        err.message.contains("'bad' (b:blocker/sub)"),
+        "{}",
+        err.message
+    );
 
-    b.mkdir("missing").await.unwrap();
+    // A path that does not exist yet is created by the probe.
+    let st = engine("alias", json!({"remote": "b:missing"}), &named)
+        .await
+        .storage;
     st.probe().await.unwrap();
+    assert!(b.stat("missing").await.is_ok());
 }

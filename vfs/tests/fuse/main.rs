@@ -400,3 +400,29 @@ fn live_config_change_without_unmount() {
     assert_eq!(fs::read(m.path("f")).unwrap(), b"abcdef");
     assert!(m.handle.as_ref().unwrap().is_alive());
 }
+
+#[test]
+fn remount_same_vfs() {
+    if !fuse_available("remount_same_vfs") {
+        return;
+    }
+    // The mount actor keeps its Vfs across unmount and mount (pending
+    // uploads and caches survive a remount).
+    let mut cfg = config(CacheMode::Writes);
+    cfg.write_back = Duration::from_secs(3600);
+    let mut m = Mounted::new(Kind::Local, cfg);
+    fs::create_dir_all(m.path("d/e")).unwrap();
+    fs::write(m.path("d/e/f"), b"before").unwrap();
+    let known = m.vfs.known_inodes();
+    m.unmount();
+    m.handle = Some(mount(m.vfs.clone(), m.dir.path(), MountOptions::default()).unwrap());
+    assert!(m.vfs.known_inodes() <= known);
+    assert_eq!(fs::read(m.path("d/e/f")).unwrap(), b"before");
+    fs::write(m.path("d/e/g"), b"after").unwrap();
+    assert_eq!(sorted_names(&m.path("d/e")), ["f", "g"]);
+    m.unmount();
+    assert_eq!(m.vfs.pending_uploads(), 2);
+    m.flush_all();
+    assert_eq!(m.stored("d/e/f").unwrap(), b"before");
+    assert_eq!(m.stored("d/e/g").unwrap(), b"after");
+}
