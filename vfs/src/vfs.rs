@@ -1,5 +1,14 @@
 //! [`Vfs`]: the filesystem behind a mount, by inode number, testable without
 //! FUSE. The fuser adapter in [`crate::fuse`] only translates calls.
+//!
+//! Hot paths: an open handle is found in a sharded table and carries
+//! everything its reads and writes need (the node, its reader, writer or cache
+//! item), so data never goes through the inode table's lock. Lookups and
+//! `getattr` answer from the table and the cached listings while they are
+//! younger than `dir_cache_time`; `opendir` lists the store once and hands
+//! the kernel every entry with its attributes (readdirplus). Uploads from the
+//! cache wait in a queue ordered by due time, so scheduling one costs
+//! `O(log n)` however many wait.
 
 use crate::cache::{CacheItem, DiskCache};
 use crate::config::{CacheMode, VfsConfig};
