@@ -59,7 +59,9 @@ else
         --inMemoryPersistence --disableTelemetry \
         >"${LOG}" 2>&1 </dev/null &
     echo $! >"${PIDFILE}"
-    for _ in $(seq 1 300); do
+    # Generous: under a saturated 2-core build node takes long to start.
+    deadline=$((SECONDS + ${BERTH_START_TIMEOUT:-180}))
+    while ((SECONDS < deadline)); do
         if answers; then break; fi
         if ! kill -0 "$(cat "${PIDFILE}")" 2>/dev/null; then
             log "azurite exited; see ${LOG}"
@@ -68,7 +70,7 @@ else
         fi
         sleep 0.1
     done
-    answers || { log "azurite did not answer within 30 s; see ${LOG}"; exit 1; }
+    answers || { log "azurite did not answer within ${BERTH_START_TIMEOUT:-180} s; see ${LOG}"; exit 1; }
     log "answering after $(( ($(date +%s%N) - started) / 1000000 )) ms"
 fi
 

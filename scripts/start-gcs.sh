@@ -68,7 +68,9 @@ nohup "${BIN}" -scheme http -host 127.0.0.1 -port "${PORT}" -backend memory \
     -external-url "${ENDPOINT}" -log-level warn >"${LOG}" 2>&1 </dev/null &
 echo $! >"${PIDFILE}"
 
-for _ in $(seq 1 100); do
+# Generous: under a saturated 2-core build the server takes long to start.
+deadline=$((SECONDS + ${BERTH_START_TIMEOUT:-180}))
+while ((SECONDS < deadline)); do
     if answers; then
         log "ready (pid $(cat "${PIDFILE}"))"
         echo "${ENDPOINT}"
@@ -82,6 +84,6 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
-log "fake-gcs-server did not answer within 10s; its log:"
+log "fake-gcs-server did not answer within ${BERTH_START_TIMEOUT:-180} s; its log:"
 cat "${LOG}" >&2
 exit 1

@@ -123,7 +123,9 @@ log "starting moto on ${ENDPOINT} (log: ${LOG})"
 nohup "$PYTHON" "$LAUNCHER" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
 echo $! >"$PIDFILE"
 
-for _ in $(seq 1 150); do
+# Generous: under a saturated 2-core build the server takes long to start.
+deadline=$((SECONDS + ${BERTH_START_TIMEOUT:-180}))
+while ((SECONDS < deadline)); do
     if answers; then
         break
     fi
@@ -133,7 +135,7 @@ for _ in $(seq 1 150); do
     fi
     sleep 0.2
 done
-answers || { log "moto did not answer within 30 s; see ${LOG}"; exit 1; }
+answers || { log "moto did not answer within ${BERTH_START_TIMEOUT:-180} s; see ${LOG}"; exit 1; }
 
 # Create the IAM user and key while auth is off, then enforce auth.
 "$PYTHON" - "$ENDPOINT" "$ENVFILE" <<'PY'
