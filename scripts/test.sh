@@ -19,6 +19,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The FUSE control filesystem lets tests abort a connection like a crash would.
+if [[ -d /sys/fs/fuse/connections ]] && ! grep -q ' /sys/fs/fuse/connections ' /proc/mounts; then
+    mount -t fusectl none /sys/fs/fuse/connections || true
+fi
+
 # The servers install and start in the background while the code builds.
 started=$SECONDS
 scripts/start-postgres.sh "$pg_data" >"$work/pg.out" 2>"$work/pg.err" & pg=$!

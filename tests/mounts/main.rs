@@ -444,3 +444,31 @@ fn s3_buckets_mount_in_every_cache_mode() {
         );
     }
 }
+
+#[test]
+fn an_aborted_fuse_connection_is_healed() {
+    if !fuse_available() {
+        return;
+    }
+    let server = Server::start();
+    let api = Api::new(&server, "acme");
+    let (backend, _dir) = local_backend(&server, &api, "aborted");
+    let (_id, path) = create_mount(&api, json!({"backend_id": backend}));
+    fs::write(path.join("a.txt"), b"still here").unwrap();
+    // The connection number is the minor device number of the mount.
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(&path).unwrap().dev();
+    let minor = ((dev & 0xff) | ((dev >> 12) & 0xfff00)) as u32;
+    let abort = PathBuf::from(format!("/sys/fs/fuse/connections/{minor}/abort"));
+    if fs::write(&abort, b"1").is_err() {
+        return eprintln!(
+            "SKIPPED: cannot write {} (fusectl not mounted)",
+            abort.display()
+        );
+    }
+    eventually(20, "the aborted mount to be healed", || {
+        fs::read(path.join("a.txt"))
+            .map(|d| d == b"still here")
+            .unwrap_or(false)
+    });
+}
