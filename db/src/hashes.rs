@@ -132,63 +132,10 @@ impl Db {
 #[cfg(test)]
 mod tests {
     //! Run against SQLite always and PostgreSQL when `BERTH_TEST_POSTGRES_URL`
-    //! is set (in a schema of its own per test, dropped afterwards).
+    //! is set, with the crate's test harness.
 
     use super::*;
-    use diesel::connection::SimpleConnection;
-
-    const PG_URL_VAR: &str = "BERTH_TEST_POSTGRES_URL";
-
-    /// A database for one test; the temp dir or PostgreSQL schema goes with it.
-    struct Harness {
-        db: Db,
-        url: String,
-        _dir: Option<tempfile::TempDir>,
-        pg_schema: Option<(String, String)>,
-    }
-
-    impl Harness {
-        fn sqlite() -> Harness {
-            let dir = tempfile::tempdir().unwrap();
-            let url = dir.path().join("berth.db").display().to_string();
-            Harness {
-                db: Db::connect(&url).unwrap(),
-                url,
-                _dir: Some(dir),
-                pg_schema: None,
-            }
-        }
-
-        fn postgres(test: &str) -> Option<Harness> {
-            let Ok(base) = std::env::var(PG_URL_VAR) else {
-                println!("postgres::{test} skipped: set {PG_URL_VAR}");
-                return None;
-            };
-            let schema = format!("berth_hashes_{}", crate::new_backend_id());
-            let mut admin = diesel::PgConnection::establish(&base).unwrap();
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-            Some(Harness {
-                db: Db::connect(&url).unwrap(),
-                url,
-                _dir: None,
-                pg_schema: Some((base, schema)),
-            })
-        }
-    }
-
-    impl Drop for Harness {
-        fn drop(&mut self) {
-            if let Some((base, schema)) = &self.pg_schema {
-                if let Ok(mut admin) = diesel::PgConnection::establish(base) {
-                    let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-                }
-            }
-        }
-    }
+    use crate::tests::{suite, Harness};
 
     fn row(backend: &str, path: &str, size: i64) -> HashRow {
         HashRow {
@@ -230,7 +177,7 @@ mod tests {
             assert_eq!(db.get_hashes("b1", "a.txt").unwrap(), None);
             assert_eq!(db.get_hashes("b2", "a.txt").unwrap().unwrap().size, 1);
             // Reopening finds the data (and migrations are idempotent).
-            let again = Db::connect(&h.url).unwrap();
+            let again = h.reopen();
             assert_eq!(again.get_hashes("b2", "a.txt").unwrap().unwrap().size, 1);
         }
 
@@ -332,29 +279,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    macro_rules! suite {
-        ($($name:ident),* $(,)?) => {
-            mod sqlite {
-                $(
-                    #[test]
-                    fn $name() {
-                        super::cases::$name(&super::Harness::sqlite());
-                    }
-                )*
-            }
-            mod postgres {
-                $(
-                    #[test]
-                    fn $name() {
-                        if let Some(h) = super::Harness::postgres(stringify!($name)) {
-                            super::cases::$name(&h);
-                        }
-                    }
-                )*
-            }
-        };
     }
 
     suite!(

@@ -13,16 +13,18 @@ use crate::{new_backend_id, BackendRow, Db, DbError, DbKind, MasterKey, MountRow
 /// Env var holding the PostgreSQL URL for the PostgreSQL half of the suite.
 const PG_URL_VAR: &str = "BERTH_TEST_POSTGRES_URL";
 
-/// A database for one test, removed when dropped.
-struct Harness {
-    db: Db,
+/// A database for one test, removed when dropped (shared with the other
+/// tables' test modules).
+pub(crate) struct Harness {
+    pub(crate) db: Db,
     url: String,
     _dir: Option<tempfile::TempDir>,
     pg_schema: Option<(String, String)>,
 }
 
 impl Harness {
-    fn sqlite() -> Harness {
+    /// A fresh SQLite database in a temp dir.
+    pub(crate) fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let url = dir.path().join("berth.db").display().to_string();
         Harness {
@@ -34,7 +36,7 @@ impl Harness {
     }
 
     /// `None` (after saying so) when no PostgreSQL URL is configured.
-    fn postgres(test: &str) -> Option<Harness> {
+    pub(crate) fn postgres(test: &str) -> Option<Harness> {
         let Ok(base) = std::env::var(PG_URL_VAR) else {
             println!("postgres::{test} skipped: set {PG_URL_VAR} (see scripts/start-postgres.sh)");
             return None;
@@ -56,7 +58,8 @@ impl Harness {
         })
     }
 
-    fn reopen(&self) -> Db {
+    /// A second handle on the same database.
+    pub(crate) fn reopen(&self) -> Db {
         Db::connect(&self.url).unwrap()
     }
 
@@ -382,7 +385,8 @@ mod cases {
     }
 }
 
-/// Generates `sqlite::NAME` and `postgres::NAME` tests for each case.
+/// Generates `sqlite::NAME` and `postgres::NAME` tests for each case of the
+/// invoking module's `cases`.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -405,6 +409,7 @@ macro_rules! suite {
         }
     };
 }
+pub(crate) use suite;
 
 suite!(
     kind_matches_url,
