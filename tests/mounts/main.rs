@@ -472,3 +472,42 @@ fn an_aborted_fuse_connection_is_healed() {
             .unwrap_or(false)
     });
 }
+
+#[test]
+fn off_mode_duplicate_closed_before_writing() {
+    if !fuse_available() {
+        return;
+    }
+    use std::io::Write;
+    let server = Server::start();
+    let api = Api::new(&server, "acme");
+    let (backend, dir) = local_backend(&server, &api, "dup");
+    let (_id, path) = create_mount(
+        &api,
+        json!({"backend_id": backend, "vfs_config": {"cache_mode": "off"}}),
+    );
+    // What `dd of=...` does: dup the descriptor, close the original, write.
+    let original = fs::File::create(path.join("dd.bin")).unwrap();
+    let mut duplicate = original.try_clone().unwrap();
+    drop(original);
+    let data = vec![7u8; 3 << 20];
+    duplicate.write_all(&data).unwrap();
+    drop(duplicate);
+    assert_eq!(fs::read(dir.join("dd.bin")).unwrap(), data);
+    let status = std::process::Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            &format!("of={}", path.join("dd2.bin").display()),
+            "bs=1M",
+            "count=4",
+            "status=none",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually(10, "dd's file to reach the store", || {
+        fs::metadata(dir.join("dd2.bin"))
+            .map(|m| m.len() == 4 << 20)
+            .unwrap_or(false)
+    });
+}

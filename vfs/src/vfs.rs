@@ -967,6 +967,13 @@ impl Vfs {
         match &*h {
             Handle::Write { node, writer } => {
                 let mut w = writer.lock().await;
+                // A duplicate descriptor closed before anything was written
+                // (`dd`, `exec >file`) must not end the upload: the writes
+                // still come through the other descriptor. `release` ends it
+                // at the latest.
+                if w.written == 0 && w.done.is_none() {
+                    return Ok(());
+                }
                 self.finish_writer(node, &mut w).await
             }
             Handle::Cached {
