@@ -1,9 +1,10 @@
 //! Actor tests on a real SQLite database and the real memory/local drivers.
 
 use crate::backend::Crash as CrashBackend;
+use crate::mount::actor::Crash as CrashMount;
 use crate::registry::{
-    ActorHealthList, BackendAddr, Crash, CreateBackend, DeleteBackend, GetBackend, ListBackends,
-    TestBackend, UpdateCredentials,
+    ActorHealthList, BackendAddr, Crash, CreateBackend, CreateMount, DeleteBackend, DeleteMount,
+    GetBackend, ListBackends, MountAddr, TestBackend, UpdateCredentials,
 };
 use crate::{ActorBook, Registry, RegistryError, RegistrySettings, Timing};
 use actix::prelude::*;
@@ -11,7 +12,9 @@ use berth_db::{Db, MasterKey};
 use berth_engines::EngineEnv;
 use berth_storage::catalog::catalog;
 use berth_storage::drivers::DriverEnv;
+use berth_storage::testkit::{available, fuse_device};
 use serde_json::json;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Span;
@@ -19,10 +22,30 @@ use tracing::Span;
 struct Fixture {
     _dir: tempfile::TempDir,
     settings: RegistrySettings,
+    _data: DataRuntime,
+}
+
+/// The data path's own runtime, as in the service: a mount served from the
+/// test's single-threaded runtime would deadlock as soon as the test itself
+/// touched the mount.
+struct DataRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for DataRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime inside the test's async context would panic.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
+    let data = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let db = Db::connect(dir.path().join("berth.db").to_str().unwrap()).unwrap();
     let local = dir.path().join("local");
     std::fs::create_dir_all(&local).unwrap();
@@ -44,11 +67,12 @@ fn fixture() -> Fixture {
         book: ActorBook::default(),
         mount_root: dir.path().join("mounts"),
         cache_root: dir.path().join("vfs"),
-        data_runtime: tokio::runtime::Handle::current(),
+        data_runtime: data.handle().clone(),
     };
     Fixture {
         _dir: dir,
         settings,
+        _data: DataRuntime(Some(data)),
     }
 }
 
@@ -384,4 +408,74 @@ async fn restored_wrappers_find_their_upstreams_in_any_order() {
         }
     }
     assert_eq!(states, vec!["connected", "connected"]);
+}
+
+/// Polls the actor book until `check` holds for the mount (5 s at most).
+async fn mount_health_until(
+    fx: &Fixture,
+    id: &str,
+    check: impl Fn(&crate::ActorHealth) -> bool,
+) -> crate::ActorHealth {
+    for _ in 0..100 {
+        if let Some(health) = fx.settings.book.get("mount", id).filter(|h| check(h)) {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mount {id}: {:?}", fx.settings.book.get("mount", id));
+}
+
+#[actix::test]
+async fn a_panicking_mount_actor_is_restarted_and_keeps_serving() {
+    let test = "a_panicking_mount_actor_is_restarted_and_keeps_serving";
+    if !available("BERTH_REQUIRE_FUSE", test, fuse_device()) {
+        return;
+    }
+    let fx = fixture();
+    let registry = start(&fx.settings);
+    let backend_id = create(&registry, "acme", "memory", json!({}))
+        .await
+        .unwrap();
+    let create = CreateMount {
+        org: "acme".into(),
+        backend_id,
+        label: None,
+        mount_path: None,
+        remote_path: None,
+        vfs_config: None,
+        span: Span::none(),
+    };
+    let view = registry.send(create).await.unwrap().unwrap();
+    assert_eq!(view.status, "active");
+    let path = Path::new(&view.mount_path);
+    std::fs::write(path.join("before"), b"kept").unwrap();
+
+    let mount = registry.send(MountAddr(view.id.clone())).await.unwrap();
+    mount.unwrap().send(CrashMount).await.unwrap();
+    let health = mount_health_until(&fx, &view.id, |h| h.restarts == 1).await;
+    assert_eq!(health.state, "active");
+    assert_eq!(health.last_error.as_deref(), Some("panic: injected"));
+    // The same session goes on serving through the restart.
+    assert_eq!(std::fs::read(path.join("before")).unwrap(), b"kept");
+
+    // The restarted actor watches again: an external unmount is healed.
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    mount_health_until(&fx, &view.id, |h| {
+        h.state == "active" && crate::mount::actor::is_mount_point(path)
+    })
+    .await;
+    assert_eq!(std::fs::read(path.join("before")).unwrap(), b"kept");
+
+    let delete = DeleteMount {
+        org: "acme".into(),
+        id: view.id.clone(),
+        span: Span::none(),
+    };
+    registry.send(delete).await.unwrap().unwrap();
+    assert!(!crate::mount::actor::is_mount_point(path));
 }

@@ -2,7 +2,7 @@
 //! contract, written once and run against every driver and wrapper with
 //! [`behaviour_suite!`](crate::behaviour_suite). Enabled by the `testkit` feature.
 //!
-//! Each check Each takes a fresh storage and panics on a
+//! Each check takes a fresh storage and panics on a
 //! behaviour that breaks the [`Storage`] contract. Checks that depend on a
 //! capability read the flag and verify that it tells the truth.
 //!
@@ -33,6 +33,38 @@ pub fn pattern(len: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// Whether a test may use something the machine may lack (FUSE, an
+/// emulator, a database): `Ok` runs it; `Err(why)` skips it with a printed
+/// reason, or fails it when the environment variable `require` is `1`
+/// (`scripts/test.sh` sets those, so nothing skips in CI).
+pub fn available(require: &str, test: &str, probe: Result<(), String>) -> bool {
+    match probe {
+        Ok(()) => true,
+        Err(why) if std::env::var(require).as_deref() == Ok("1") => {
+            panic!("{test}: {why}, and {require}=1")
+        }
+        Err(why) => {
+            // Written to stderr directly so the line shows without --nocapture.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {why}; set {require}=1 to fail instead"
+            );
+            false
+        }
+    }
+}
+
+/// Whether `/dev/fuse` can be opened, for [`available`].
+pub fn fuse_device() -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map(drop)
+        .map_err(|e| format!("/dev/fuse is unavailable ({e})"))
 }
 
 /// A body split into `chunk`-sized pieces.

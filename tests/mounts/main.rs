@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use berth_storage::testkit::{available, fuse_device};
 use common::{assert_error, Api, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -14,19 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn fuse_available() -> bool {
-    let ok = Path::new("/dev/fuse").exists()
-        && fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-            .is_ok();
-    if !ok {
-        if std::env::var("BERTH_REQUIRE_FUSE").as_deref() == Ok("1") {
-            panic!("BERTH_REQUIRE_FUSE=1 but /dev/fuse cannot be opened");
-        }
-        eprintln!("SKIPPED: /dev/fuse is not available");
-    }
-    ok
+    available("BERTH_REQUIRE_FUSE", "mount tests", fuse_device())
 }
 
 fn is_mounted(path: &Path) -> bool {

@@ -65,6 +65,7 @@ pub struct MountActor {
     retry: Option<SpawnHandle>,
     created_dir: bool,
     waiting: Vec<tokio::sync::oneshot::Sender<()>>,
+    panic_cause: Option<String>,
 }
 
 /// Apply new settings to the live mount.
@@ -213,6 +214,7 @@ impl MountActor {
             retry: None,
             created_dir: false,
             waiting: Vec::new(),
+            panic_cause: None,
         }
     }
 
@@ -258,21 +260,36 @@ impl MountActor {
                 .map_err(|e| format!("mount task failed: {e}"))?
         });
         ctx.wait(fut::wrap_future::<_, Self>(attempt).map(|outcome, act, ctx| {
-            match outcome.unwrap_or_else(Err) {
-                Ok((vfs, session, created)) => {
+            match outcome {
+                Ok(Ok((vfs, session, created))) => {
                     act.vfs = Some(vfs);
                     act.session = Some(session);
                     act.created_dir |= created;
                     tracing::info!(mount = %act.spec.id, path = %act.spec.mount_path.display(), "mounted");
                     act.apply(MountEvent::Mounted, None);
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::warn!(mount = %act.spec.id, %error, "mount failed");
                     act.apply(MountEvent::MountFailed, Some(&error));
                     act.schedule_retry(ctx);
                 }
+                // The attempt failed like any other, so the restarted actor
+                // retries after the backoff instead of panicking in a loop.
+                Err(panic) => {
+                    act.apply(MountEvent::MountFailed, Some(&panic));
+                    act.contain_panic(panic, ctx);
+                }
             }
         }));
+    }
+
+    /// Records a caught panic and stops, so the supervisor restarts the
+    /// actor. The live session and the `Vfs` are kept: the mount goes on
+    /// serving through the restart.
+    fn contain_panic(&mut self, panic: String, ctx: &mut Context<Self>) {
+        tracing::error!(mount = %self.spec.id, %panic, "mount actor panicked; restarting");
+        self.panic_cause = Some(panic);
+        ctx.stop();
     }
 
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
@@ -325,17 +342,42 @@ impl Actor for MountActor {
             self.state.as_str(),
         );
         ctx.run_interval(WATCH_INTERVAL, |act, ctx| act.watch(ctx));
-        if matches!(self.state, MountState::Mounting { .. }) {
-            self.begin_mount(ctx);
+        match self.state {
+            MountState::Mounting { .. } => self.begin_mount(ctx),
+            MountState::Error { .. } => self.schedule_retry(ctx),
+            _ => {}
         }
     }
 }
 
 impl Supervised for MountActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        let cause = self
+            .panic_cause
+            .take()
+            .unwrap_or_else(|| "stopped unexpectedly".into());
         self.services
             .book
-            .record_restart(KIND, &self.spec.id, "stopped unexpectedly");
+            .record_restart(KIND, &self.spec.id, &cause);
+        // The old context's timers died with it; `started` schedules anew.
+        self.retry = None;
+    }
+}
+
+/// Test-only: panics inside a guarded handler.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+#[cfg(test)]
+impl Handler<Crash> for MountActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Crash, ctx: &mut Context<Self>) {
+        if let Err(panic) = crate::guard::guard(|| panic!("injected")) {
+            self.contain_panic(panic, ctx);
+        }
     }
 }
 
@@ -397,7 +439,12 @@ impl Handler<Unmount> for MountActor {
         let remove_dir = msg.forget && self.created_dir;
         let work =
             fut::wrap_future::<_, Self>(guard_future(flush)).then(move |flushed, act, _ctx| {
-                let flushed = flushed.unwrap_or_else(Err);
+                // A panic keeps the mount up, like a failed flush, and
+                // restarts the actor once the caller has its answer.
+                let flushed = flushed.unwrap_or_else(|panic| {
+                    act.panic_cause = Some(panic.clone());
+                    Err(panic)
+                });
                 let session = if flushed.is_ok() {
                     act.session.take()
                 } else {
@@ -424,7 +471,10 @@ impl Handler<Unmount> for MountActor {
                 })
             });
         let forget = msg.forget;
-        AtomicResponse::new(Box::pin(work.map(move |result, act, _ctx| {
+        AtomicResponse::new(Box::pin(work.map(move |result, act, ctx| {
+            if let Some(panic) = act.panic_cause.take() {
+                act.contain_panic(panic, ctx);
+            }
             match &result {
                 Ok(()) => {
                     act.apply(MountEvent::Unmounted, None);

@@ -22,6 +22,8 @@ use berth_engines::{references, EngineEnv};
 use berth_storage::catalog::{catalog, Config, Provider};
 use berth_storage::Swappable;
 use chrono::{TimeZone, Utc};
+#[cfg(test)]
+pub use mounts::MountAddr;
 pub use mounts::{CreateMount, DeleteMount, GetMount, ListMounts, MountView, PatchMount, Shutdown};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -483,3 +483,18 @@ impl Handler<Shutdown> for Registry {
         })
     }
 }
+
+/// Test-only: the address of a mount actor.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "Option<Addr<MountActor>>")]
+pub struct MountAddr(pub String);
+
+#[cfg(test)]
+impl Handler<MountAddr> for Registry {
+    type Result = Option<Addr<MountActor>>;
+
+    fn handle(&mut self, msg: MountAddr, _ctx: &mut Context<Self>) -> Self::Result {
+        self.mounts.get(&msg.0).map(|entry| entry.addr.clone())
+    }
+}

@@ -6,7 +6,7 @@
 
 use berth_storage::drivers::local::LocalOptions;
 use berth_storage::drivers::{DriverEnv, LocalStorage, MemoryStorage};
-use berth_storage::testkit::pattern;
+use berth_storage::testkit::{available, fuse_device, pattern};
 use berth_storage::{collect, ErrorKind, Storage};
 use berth_vfs::{mount, CacheMode, MountHandle, MountOptions, Vfs, VfsConfig};
 use std::fs::{self, OpenOptions};
@@ -20,21 +20,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Whether FUSE can be used here; prints why not (or panics when required).
 fn fuse_available(test: &str) -> bool {
-    let required = std::env::var("BERTH_REQUIRE_FUSE").is_ok_and(|v| v == "1");
-    match OpenOptions::new().read(true).write(true).open("/dev/fuse") {
-        Ok(_) => true,
-        Err(e) if required => {
-            panic!("{test}: /dev/fuse is unavailable ({e}) and BERTH_REQUIRE_FUSE=1")
-        }
-        Err(e) => {
-            // Written to stderr directly so the line shows without --nocapture.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: /dev/fuse is unavailable ({e}); set BERTH_REQUIRE_FUSE=1 to fail instead"
-            );
-            false
-        }
-    }
+    available("BERTH_REQUIRE_FUSE", test, fuse_device())
 }
 
 #[derive(Clone, Copy, Debug)]
