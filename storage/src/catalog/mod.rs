@@ -8,8 +8,11 @@
 //! summary, success_message, fields with name/type/required/default/
 //! description, example_request, example_errors) plus berth's enrichment per
 //! field (`kind`, `allowed`, `list`, `secret`, `credential`, `identity`,
-//! `extension`, `off`, `check`). The rule tables that decide the enrichment
-//! are in the generator; the unit tests check the result against the spec.
+//! `extension`, `off`, `check`, `rclone`), berth's providers beyond the spec
+//! (see below) and, per provider, its rclone backend. The rule tables that
+//! decide the enrichment are in the generator; the unit tests check the
+//! result against the spec and against `storage/catalog/rclone-options.json`,
+//! the generator's snapshot of rclone's option table.
 //!
 //! # Stored representation ([`Config`])
 //!
@@ -161,6 +164,36 @@
 //!   auth method and plain).
 //! * everything else is plain (and, not being a credential, immutable too).
 //!
+//! # Providers beyond the spec (`extension: true`, [`Category::Server`])
+//!
+//! `sftp`, `ssh` (rclone's sftp under the backend type the spec's backend
+//! list shows: `ssh`, `ssh:generic`; the same fields as `sftp`), `ftp`,
+//! `smb` and `webdav`, after the spec's 54, with rclone's option names and
+//! types. `host` (`url` for webdav) is required, and so is the sftp/ssh
+//! `user` (rclone's fallback is the OS user running the engine); ftp's
+//! `user` defaults to `anonymous`. Flags follow the tables above: `host`,
+//! `user`, `url`, `domain` are identity (`port` is an integer, so carries no
+//! flag, and is immutable like every non-credential); `pass`, `key_pem`,
+//! `key_file_pass`, `bearer_token`, webdav `headers` and the proxy settings
+//! (they may hold `user:pass`) are secret; `key_file`, `pubkey`,
+//! `pubkey_file` are credentials.
+//!
+//! # rclone mapping
+//!
+//! Every provider but uptobox has an rclone backend
+//! ([`Provider::rclone_type`]: the backend type, except tardigrade → `storj`,
+//! ssh → `sftp`); uptobox has a reason instead
+//! ([`Provider::rclone_unavailable`]). Each of its fields carries an
+//! [`RcloneField`]: the rclone option (always the field's own name today),
+//! whether rclone obscures it (its `IsPassword`), how the value is written
+//! ([`RcloneForm`]: durations as `<n>s`, sizes as `<bytes>B` because rclone
+//! reads a bare number as KiB, the rest as stored), whether the catalog
+//! default must be sent because rclone's differs, and value renames (s3
+//! `provider` `Hoody-VFS` → `Rclone`, `StackPath` → `Other`); or that it is
+//! not an option (`name`; local `root`, the remote's path).
+//! [`Provider::rclone_options`] turns a validated config into the options to
+//! set.
+//!
 //! # `server` and `user`
 //!
 //! [`Provider::server`] is `<backend_type>:<detail>`, the detail being the
@@ -172,9 +205,14 @@
 //! else `""`.
 
 mod checks;
+mod rclone;
+#[cfg(test)]
+mod rclone_tests;
 #[cfg(test)]
 mod tests;
 mod validate;
+
+pub use rclone::{RcloneField, RcloneForm, RcloneMapping, RcloneOption};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -248,7 +286,8 @@ impl Catalog {
     }
 }
 
-/// Which spec page a provider belongs to.
+/// Which spec page a provider belongs to (`Server` for berth's providers
+/// beyond the spec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -258,6 +297,9 @@ pub enum Category {
     CloudStorage,
     /// Wrappers and local backends (alias, union, cache, local, memory, ...).
     Advanced,
+    /// Network file servers (sftp, ssh, ftp, smb, webdav): berth's
+    /// providers beyond the spec.
+    Server,
 }
 
 /// How a field's value is checked and stored.
@@ -337,6 +379,10 @@ pub struct Field {
     /// `{allowed}` are replaced); the default is "Invalid {field}: ...".
     #[serde(default, skip_serializing)]
     invalid_message: Option<String>,
+    /// How the field reaches rclone; `None` exactly when the provider has no
+    /// rclone backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rclone: Option<RcloneField>,
 }
 
 impl Field {
@@ -383,6 +429,15 @@ pub struct Provider {
     /// The spec's example error messages.
     #[serde(default)]
     pub example_errors: Vec<String>,
+    /// A berth provider beyond the spec (sftp, ssh, ftp, smb, webdav).
+    #[serde(default)]
+    pub extension: bool,
+    /// rclone's backend type; see [`Provider::rclone_type`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rclone_type: Option<String>,
+    /// Why rclone has no backend; see [`Provider::rclone_unavailable`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rclone_unavailable: Option<String>,
 }
 
 /// A validated, normalized config: every field of the provider present (given
@@ -556,6 +611,6 @@ impl Provider {
                 return Err(format!("{at}: check on a {:?} field", f.kind));
             }
         }
-        Ok(())
+        self.check_rclone()
     }
 }

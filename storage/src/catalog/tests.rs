@@ -35,7 +35,8 @@ fn err(slug: &str, body: Value) -> FieldError {
 #[test]
 fn catalog_loads_all_providers() {
     let c = catalog();
-    assert_eq!(c.providers().len(), 54);
+    assert_eq!(c.providers().len(), 59);
+    assert_eq!(c.providers().iter().filter(|p| !p.extension).count(), 54);
     assert_eq!(c.get("s3").unwrap().backend_type, "s3");
     assert_eq!(
         c.get("google-cloud-storage").unwrap().backend_type,
@@ -47,7 +48,8 @@ fn catalog_loads_all_providers() {
         c.get("azureblob").unwrap().category,
         Category::ObjectStorage
     );
-    assert!(c.get("ssh").is_none());
+    assert!(c.get("sftp").is_some() && c.get("ssh").is_some());
+    assert!(c.get("nfs").is_none());
     assert_eq!(
         c.get("box").unwrap().success_message.as_deref(),
         Some("Box backend connected successfully")
@@ -56,17 +58,24 @@ fn catalog_loads_all_providers() {
 }
 
 /// The enriched JSON keeps the spec's data: slugs, provider keys, field
-/// names, types, defaults, required flags (extension fields aside).
+/// names, types, defaults, required flags (extension fields and providers
+/// aside).
 #[test]
 fn agrees_with_spec() {
     let spec = spec();
     let ours: Value = serde_json::from_str(CATALOG_JSON).unwrap();
     let sp = spec["providers"].as_array().unwrap();
-    let op = ours["providers"].as_array().unwrap();
+    let op: Vec<Value> = ours["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["extension"] != json!(true))
+        .cloned()
+        .collect();
     let slugs = |v: &[Value]| v.iter().map(|p| p["slug"].clone()).collect::<Vec<_>>();
-    assert_eq!(slugs(sp), slugs(op));
+    assert_eq!(slugs(sp), slugs(&op));
     let mut names = HashSet::new();
-    for (s, o) in sp.iter().zip(op) {
+    for (s, o) in sp.iter().zip(&op) {
         let slug = s["slug"].as_str().unwrap();
         for key in [
             "category",
@@ -663,7 +672,7 @@ fn list_values() {
 fn size_allowed_compares_bytes() {
     let prov: Provider = serde_json::from_value(json!({
         "slug": "t", "category": "advanced", "backend_type": "t", "response_type": "t",
-        "summary": "", "fields": [{
+        "summary": "", "rclone_unavailable": "none", "fields": [{
             "name": "chunk", "type": "string", "kind": "size", "required": false,
             "default": "5242880", "description": "", "allowed": ["1M", "5M", "10M"]
         }]
@@ -900,7 +909,7 @@ fn catalog_rejects_inconsistent_data() {
     let bad = |field: Value| {
         let doc = json!({"providers": [{
             "slug": "t", "category": "advanced", "backend_type": "t", "response_type": "t",
-            "summary": "", "fields": [field]
+            "summary": "", "rclone_unavailable": "none", "fields": [field]
         }]});
         Catalog::from_json(&doc.to_string()).unwrap_err()
     };
@@ -917,8 +926,8 @@ fn catalog_rejects_inconsistent_data() {
     assert!(bad(with("list", json!(true))).contains("list"));
     assert!(bad(with("off", json!(true))).contains("off"));
     let dup = json!({"providers": [
-        {"slug": "t", "category": "advanced", "backend_type": "t", "response_type": "t", "summary": "", "fields": []},
-        {"slug": "t", "category": "advanced", "backend_type": "t", "response_type": "t", "summary": "", "fields": []}
+        {"slug": "t", "category": "advanced", "backend_type": "t", "response_type": "t", "summary": "", "rclone_unavailable": "none", "fields": []},
+        {"slug": "t", "category": "advanced", "backend_type": "t", "response_type": "t", "summary": "", "rclone_unavailable": "none", "fields": []}
     ]});
     assert!(Catalog::from_json(&dup.to_string())
         .unwrap_err()
