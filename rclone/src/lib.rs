@@ -1,0 +1,50 @@
+//! The one place in berth that runs the rclone binary: it backs every
+//! provider without a native engine, through `rclone lsf` probes and
+//! `rclone mount` children. It takes plain data (remote definitions made
+//! by the provider catalog) and knows no other berth crate.
+//!
+//! Design:
+//! - **Configuration through the environment only.** Each child gets its
+//!   remotes as `RCLONE_CONFIG_<NAME>_<OPTION>` variables ([`Remotes`]),
+//!   password-type options obscured the way rclone expects. berth's own
+//!   `RCLONE_*` variables are removed and `RCLONE_CONFIG=/dev/null` keeps
+//!   rclone's configuration in memory: no user config file is read, no
+//!   config file is written, and no secret ever appears in argv (visible in
+//!   `/proc/<pid>/cmdline`). Secrets are `***` in `Debug` and are scrubbed
+//!   from rclone's stderr before anything is logged or returned.
+//! - **Remote control on a unix socket** in a `0700` directory berth owns
+//!   (`--rc-addr unix://...`, `--rc-no-auth`): no port, no password, only
+//!   berth's user can reach it. berth reads the upload queue there.
+//! - **Children die with berth.** Each child gets a parent-death signal
+//!   (`PR_SET_PDEATHSIG`) and its own process group. Linux sends that
+//!   signal when the *thread* that forked the child exits, so every child is
+//!   forked from one thread that lives as long as the process. A mount gets
+//!   `SIGINT` with `SIGINT` ignored at exec: a dying berth sends the signal
+//!   once per exiting thread, and only the first may reach rclone, which
+//!   then unmounts and exits (with `SIGTERM`, a second one killed it while
+//!   it unmounted). Its
+//!   stderr goes to a file, not a pipe, so it cannot die of `SIGPIPE` once
+//!   berth is gone. Dropping an [`RcloneMount`] sends `SIGTERM`.
+//! - **Drain before unmount.** `SIGTERM` or `fusermount3 -u` make rclone
+//!   exit without uploading what its VFS cache still queues (those files
+//!   stay in the cache directory until the next mount of the same remote
+//!   name). [`RcloneMount::unmount`] first makes every queued upload due,
+//!   waits for the queue to empty, and leaves the mount up if it does not.
+//! - **Probes** ([`Rclone::probe`]) are bounded listings whose stderr is
+//!   classified into a [`ProbeErrorKind`] and one clear line.
+
+mod binary;
+mod error;
+mod mount;
+mod obscure;
+mod probe;
+mod rc;
+mod remote;
+mod secret;
+mod stderr;
+
+pub use binary::{Rclone, Version, MIN_VERSION};
+pub use error::RcloneError;
+pub use mount::{CacheMode, RcloneMount, VfsFlags};
+pub use probe::{ProbeError, ProbeErrorKind};
+pub use remote::{RcloneOption, RemoteDef, Remotes};
