@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use crate::remote::{base_env, Remotes};
+use crate::secret::Scrubber;
 use crate::RcloneError;
 
 /// An rclone version (`v1.75.2`).
@@ -121,7 +122,7 @@ impl Rclone {
         &self,
         remotes: &Remotes,
         on_parent_death: OnParentDeath,
-    ) -> (Command, crate::secret::Scrubber) {
+    ) -> (Command, Scrubber) {
         let env = remotes.env();
         let mut cmd = command(&self.path, on_parent_death);
         cmd.envs(env.vars);

@@ -18,13 +18,13 @@
 //! - **Children die with berth.** Each child gets a parent-death signal
 //!   (`PR_SET_PDEATHSIG`) and its own process group. Linux sends that
 //!   signal when the *thread* that forked the child exits, so every child is
-//!   forked from one thread that lives as long as the process. A mount gets
-//!   `SIGINT` with `SIGINT` ignored at exec: a dying berth sends the signal
-//!   once per exiting thread, and only the first may reach rclone, which
-//!   then unmounts and exits (with `SIGTERM`, a second one killed it while
-//!   it unmounted). Its
-//!   stderr goes to a file, not a pipe, so it cannot die of `SIGPIPE` once
-//!   berth is gone. Dropping an [`RcloneMount`] sends `SIGTERM`.
+//!   forked from one thread that lives as long as the process. A dying
+//!   berth sends the signal once per exiting thread, so a mount gets
+//!   `SIGINT`, ignored at exec: rclone acts on the first (it unmounts and
+//!   exits) and ignores the rest, where a second `SIGTERM` killed it in the
+//!   middle of unmounting. Its stderr goes to a file, not a pipe, so it
+//!   cannot die of `SIGPIPE` once berth is gone. Dropping an
+//!   [`RcloneMount`] sends `SIGTERM`.
 //! - **Drain before unmount.** `SIGTERM` or `fusermount3 -u` make rclone
 //!   exit without uploading what its VFS cache still queues (those files
 //!   stay in the cache directory until the next mount of the same remote

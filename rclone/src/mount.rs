@@ -239,11 +239,6 @@ impl RcloneMount {
         self.child.id()
     }
 
-    /// The rc socket.
-    pub fn rc_socket(&self) -> &Path {
-        self.rc.socket()
-    }
-
     /// Waits until the kernel shows the mount in `/proc/self/mountinfo`.
     /// Fails at once, with the gist of rclone's log, if the child exits
     /// first; after `timeout` the child is left running (drop it to stop it).
@@ -304,13 +299,13 @@ impl RcloneMount {
             );
         }
         self.stop_following_log().await;
-        if mounted_fstype(&self.mount_point).is_some() {
+        if self.rclone_mounted() {
             let _ = tokio::process::Command::new("fusermount3")
                 .arg("-uz")
                 .arg(&self.mount_point)
                 .status()
                 .await;
-            if mounted_fstype(&self.mount_point).is_some() {
+            if self.rclone_mounted() {
                 return Err(RcloneError::Unmount {
                     path: self.mount_point.clone(),
                     reason: "still mounted after rclone exited and fusermount3 -uz".into(),
@@ -488,10 +483,11 @@ fn create_private_dir(dir: &Path) -> Result<(), RcloneError> {
         .map_err(|e| prepare_error(dir, e))
 }
 
-/// Makes `dir` a `0700` directory of berth's user and returns the rc socket
-/// path in it, with any stale socket removed.
+/// Makes `dir` a `0700` directory of berth's user and returns the absolute
+/// rc socket path in it, with any stale socket removed.
 fn prepare_run_dir(dir: &Path) -> Result<PathBuf, RcloneError> {
     create_private_dir(dir)?;
+    let dir = &dir.canonicalize().map_err(|e| prepare_error(dir, e))?;
     let meta = std::fs::metadata(dir).map_err(|e| prepare_error(dir, e))?;
     // SAFETY: geteuid cannot fail and touches no memory.
     if meta.uid() != unsafe { libc::geteuid() } {

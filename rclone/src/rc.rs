@@ -4,7 +4,7 @@
 //! Requests are HTTP/1.0 so that Go's server never answers in chunked
 //! encoding: the body simply runs until the connection closes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -29,10 +29,6 @@ pub(crate) struct RcClient {
 impl RcClient {
     pub(crate) fn new(socket: PathBuf, scrubber: Scrubber) -> Self {
         RcClient { socket, scrubber }
-    }
-
-    pub(crate) fn socket(&self) -> &Path {
-        &self.socket
     }
 
     /// POSTs `params` to `command` and returns the JSON answer of a 200.

@@ -187,6 +187,28 @@ async fn probe_lists_a_dir_and_explains_missing_ones_and_closed_ports() {
     );
 }
 
+#[tokio::test]
+async fn probe_errors_never_show_secrets() {
+    let Some(rclone) = rclone().await else { return };
+    // rclone prints the URL it failed to reach (a secret here) and the path.
+    let url = format!("http://127.0.0.1:{}/{SECRET}/", free_port());
+    let options = vec![RcloneOption::secret("url", url)];
+    let webdav = Remotes::new(remote("b_probe_secret", "webdav", options), vec![]).unwrap();
+    let error = rclone
+        .probe(
+            &webdav,
+            "extra-secret-dir",
+            PROBE_TIMEOUT,
+            &["extra-secret-dir"],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ProbeErrorKind::ConnectionRefused, "{error}");
+    // The whole URL is the secret option's value, then the scrubbed path.
+    assert!(error.message.contains("Propfind \"******\""), "{error}");
+    assert!(!error.message.contains(SECRET) && !error.message.contains("extra-secret"));
+}
+
 /// `rclone serve webdav` on a free loopback port, killed when dropped.
 struct WebDav {
     child: std::process::Child,
