@@ -298,6 +298,8 @@ impl Filesystem for FuseFs {
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_PARALLEL_DIROPS,
+            // Cached pages are dropped when the attributes show a change.
+            InitFlags::FUSE_AUTO_INVAL_DATA,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -421,7 +423,20 @@ impl Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let vfs = self.vfs.clone();
-        self.opened(reply, async move { vfs.open(ino.0, flags.0).await });
+        self.spawn(async move {
+            match vfs.open(ino.0, flags.0).await {
+                Ok(fh) => {
+                    // Unchanged files are read again from the page cache.
+                    let keep = if vfs.keep_kernel_cache(fh) {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(fh), keep)
+                }
+                Err(e) => reply.error(errno_of(&e)),
+            }
+        });
     }
 
     fn read(

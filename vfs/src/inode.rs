@@ -98,6 +98,10 @@ pub(crate) struct Meta {
     pub dir_gen: u64,
     /// The disk cache item holding this file's data, if any.
     pub cache: Option<Arc<CacheItem>>,
+    /// Size and mtime of the data the kernel may hold in its page cache
+    /// since the last read-only open; `None` once the file was opened for
+    /// writing or truncated through the mount.
+    pub kernel_data: Option<(u64, SystemTime)>,
 }
 
 /// One inode.
@@ -471,6 +475,7 @@ impl Meta {
             listing: None,
             dir_gen: 0,
             cache: None,
+            kernel_data: None,
         }
     }
 }

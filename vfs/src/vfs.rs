@@ -517,6 +517,7 @@ impl Vfs {
     }
 
     async fn truncate(&self, node: &Arc<Node>, fh: Option<u64>, size: u64) -> Result<(), VfsError> {
+        node.meta().kernel_data = None;
         if let Some(fh) = fh {
             let h = self.handles.get(fh)?;
             match &*h {
@@ -687,6 +688,9 @@ impl Vfs {
         }
         let acc = flags & libc::O_ACCMODE;
         let trunc = flags & libc::O_TRUNC != 0 && acc != libc::O_RDONLY;
+        if acc != libc::O_RDONLY {
+            node.meta().kernel_data = None;
+        }
         let mode = self.config().cache_mode;
         // Fresh attributes validate clean cached data (dirty data is local).
         self.refresh(&node).await?;
@@ -783,6 +787,32 @@ impl Vfs {
             writable,
             last_end: AtomicU64::new(u64::MAX),
         }))
+    }
+
+    /// Whether the kernel may keep the pages it cached for the file behind
+    /// `fh`, a handle just opened read-only: true when the file's size and
+    /// mtime are those seen at the previous read-only open and nothing opened
+    /// it for writing or truncated it through the mount since. Files whose
+    /// store keeps no mtime are never kept. Records the version for the next
+    /// open.
+    pub fn keep_kernel_cache(&self, fh: u64) -> bool {
+        let Ok(handle) = self.handles.get(fh) else {
+            return false;
+        };
+        let node = match &*handle {
+            Handle::Read { node, .. } => node,
+            Handle::Cached {
+                node,
+                writable: false,
+                ..
+            } => node,
+            _ => return false,
+        };
+        let mut m = node.meta();
+        let current = m.mtime.map(|mtime| (m.size, mtime));
+        let keep = current.is_some() && m.kernel_data == current;
+        m.kernel_data = current;
+        keep
     }
 
     /// Creates file `name` in `parent` and opens it with `flags`.

@@ -255,6 +255,7 @@ every_mode!(
     concurrent_readers,
     dir_cache_invalidation,
     truncate_and_mtime,
+    kernel_cache_kept_while_unchanged,
 );
 
 async fn write_read_back(fx: Fx) {
@@ -504,6 +505,46 @@ async fn dir_cache_invalidation(fx: Fx) {
     fx.set(|c| c.dir_cache_time = Duration::ZERO);
     assert_eq!(fx.ls("dir").await, ["c", "external"]);
     assert_eq!(fx.get("dir/external").await, b"e");
+}
+
+/// Opens `path` read-only and answers whether the kernel may keep its pages.
+async fn reopen_keeps_cache(fx: &Fx, path: &str) -> bool {
+    let ino = fx.resolve(path).await.unwrap().ino;
+    let fh = fx.vfs.open(ino, libc::O_RDONLY).await.unwrap();
+    let keep = fx.vfs.keep_kernel_cache(fh);
+    fx.vfs.release(fh).await.unwrap();
+    keep
+}
+
+async fn kernel_cache_kept_while_unchanged(fx: Fx) {
+    fx.put("k", b"one").await;
+    fx.vfs.flush_all().await.unwrap();
+    assert!(!reopen_keeps_cache(&fx, "k").await, "first open");
+    assert!(reopen_keeps_cache(&fx, "k").await, "unchanged");
+    // A write through the mount drops the pages, even at the same size.
+    fx.put("k", b"two").await;
+    assert!(!reopen_keeps_cache(&fx, "k").await, "rewritten");
+    assert!(reopen_keeps_cache(&fx, "k").await, "unchanged again");
+    let ino = fx.resolve("k").await.unwrap().ino;
+    fx.vfs.setattr(ino, None, Some(1), None).await.unwrap();
+    fx.vfs.flush_all().await.unwrap();
+    assert!(!reopen_keeps_cache(&fx, "k").await, "truncated");
+    assert!(
+        reopen_keeps_cache(&fx, "k").await,
+        "unchanged after the truncate"
+    );
+    // A change behind the mount's back shows once attributes are fetched
+    // again (after dir_cache_time), and then the pages go.
+    fx.store
+        .write("k", berth_storage::once(b"external".to_vec()))
+        .await
+        .unwrap();
+    fx.set(|c| c.dir_cache_time = Duration::ZERO);
+    if fx.mode != CacheMode::Full {
+        // (full keeps its cached copy's attributes while it holds the file)
+        assert!(!reopen_keeps_cache(&fx, "k").await, "changed on the store");
+        assert_eq!(fx.get("k").await, b"external");
+    }
 }
 
 async fn truncate_and_mtime(fx: Fx) {

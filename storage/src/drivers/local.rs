@@ -43,7 +43,7 @@ use crate::{
     Result, Storage, StorageError, Usage,
 };
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use std::collections::hash_map::RandomState;
@@ -57,7 +57,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use unicode_normalization::UnicodeNormalization;
 
 /// Prefix of the hidden temp files that writes go through.
@@ -67,7 +66,7 @@ pub const LINK_SUFFIX: &str = ".hoody-vfslink";
 /// The only supported `encoding` (rclone's `Slash,Dot`).
 const DEFAULT_ENCODING: &str = "33554434";
 const DEFAULT_PAGE: usize = 1000;
-const READ_CHUNK: usize = 128 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 const MAX_LINK_TARGET: usize = 4096;
 
 /// Which time [`Entry::modified`] reports (`time_type`).
@@ -1065,11 +1064,7 @@ impl LocalStorage {
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| {
-                StorageError::new(ErrorKind::Other, format!("local storage task failed: {e}"))
-            })?
+        blocking(move || f(&inner)).await
     }
 
     async fn write_file(
@@ -1080,35 +1075,70 @@ impl LocalStorage {
         mut body: ByteStream,
     ) -> Result<()> {
         let shown2 = shown.clone();
-        let (file, tmp) = tokio::task::spawn_blocking(move || create_temp(&dir, &shown2))
-            .await
-            .map_err(|e| {
-                StorageError::new(ErrorKind::Other, format!("local storage task failed: {e}"))
-            })??;
-        let mut file = tokio::fs::File::from_std(file);
-        let io_err = |e| StorageError::from_io(e, &shown);
-        while let Some(chunk) = body.next().await {
-            file.write_all(&chunk?).await.map_err(io_err)?;
+        let (file, tmp) = blocking(move || create_temp(&dir, &shown2)).await?;
+        // Each piece is written by a blocking-pool thread as it arrives,
+        // straight from the piece's buffer.
+        let file = Arc::new(file);
+        while let Some(piece) = body.next().await {
+            let (piece, file, shown) = (piece?, file.clone(), shown.clone());
+            blocking(move || {
+                io::Write::write_all(&mut &*file, &piece)
+                    .map_err(|e| StorageError::from_io(e, &shown))
+            })
+            .await?;
         }
-        file.flush().await.map_err(io_err)?;
-        file.sync_all().await.map_err(io_err)?;
-        drop(file);
-        tokio::fs::rename(tmp.path(), &host).await.map_err(io_err)?;
-        tmp.keep();
-        Ok(())
+        blocking(move || {
+            file.sync_all()
+                .and_then(|()| fs::rename(tmp.path(), &host))
+                .map_err(|e| StorageError::from_io(e, &shown))?;
+            tmp.keep();
+            Ok(())
+        })
+        .await
     }
 }
 
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        StorageError::new(ErrorKind::Other, format!("local storage task failed: {e}"))
+    })?
+}
+
+/// Where a streamed read of a local file is.
+struct ReadCursor {
+    file: Arc<File>,
+    pos: u64,
+    /// Bytes still wanted (the end of the range, or `u64::MAX`).
+    remaining: u64,
+    shown: String,
+}
+
+/// Reads up to `want` bytes at `pos` with `pread` (short only at the end).
+fn read_at(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
 /// Fails a read whose file changed while it was streamed.
-async fn check_unchanged(
-    file: &tokio::fs::File,
-    len: u64,
-    modified: Option<SystemTime>,
-    shown: &str,
-) -> Result<()> {
+fn check_unchanged(file: &File, len: u64, modified: Option<SystemTime>, shown: &str) -> Result<()> {
     let now = file
         .metadata()
-        .await
         .map_err(|e| StorageError::from_io(e, shown))?;
     if now.len() != len || now.modified().ok() != modified {
         return Err(StorageError::new(
@@ -1176,29 +1206,40 @@ impl Storage for LocalStorage {
                 len,
                 modified,
             } => {
-                let mut file = tokio::fs::File::from_std(file);
-                if offset > 0 {
-                    file.seek(io::SeekFrom::Start(offset))
-                        .await
-                        .map_err(|e| StorageError::from_io(e, &shown))?;
-                }
+                // Positional reads on the blocking pool, each straight into
+                // the buffer that is handed on.
                 let check = !self.inner.opts.no_check_updated;
-                let state = (file.take(length), shown);
-                let stream =
-                    futures::stream::try_unfold(state, move |(mut reader, shown)| async move {
-                        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-                        let n = reader
-                            .read_buf(&mut buf)
-                            .await
-                            .map_err(|e| StorageError::from_io(e, &shown))?;
-                        if n == 0 {
-                            if check {
-                                check_unchanged(reader.get_ref(), len, modified, &shown).await?;
-                            }
-                            return Ok(None);
+                let cursor = ReadCursor {
+                    file: Arc::new(file),
+                    pos: offset,
+                    remaining: length,
+                    shown,
+                };
+                let stream = futures::stream::try_unfold(cursor, move |mut c| async move {
+                    let want = c.remaining.min(READ_CHUNK as u64) as usize;
+                    let (file, pos, shown) = (c.file.clone(), c.pos, c.shown.clone());
+                    let last = want as u64 == c.remaining;
+                    let piece = blocking(move || {
+                        let piece = if want == 0 {
+                            Bytes::new()
+                        } else {
+                            read_at(&file, pos, want)
+                                .map_err(|e| StorageError::from_io(e, &shown))?
+                        };
+                        let at_end = piece.len() < want || last;
+                        if at_end && check {
+                            check_unchanged(&file, len, modified, &shown)?;
                         }
-                        Ok(Some((buf.freeze(), (reader, shown))))
-                    });
+                        Ok(piece)
+                    })
+                    .await?;
+                    if piece.is_empty() {
+                        return Ok(None);
+                    }
+                    c.pos += piece.len() as u64;
+                    c.remaining -= piece.len() as u64;
+                    Ok(Some((piece, c)))
+                });
                 Ok(stream.into_stream().boxed())
             }
         }
