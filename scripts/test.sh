@@ -55,6 +55,6 @@ set -a
 source "$s3_env"
 set +a
 # From here on, tests that need a server must run, never skip.
-export BERTH_REQUIRE_POSTGRES=1 BERTH_REQUIRE_EMULATORS=1 BERTH_REQUIRE_FUSE=1
+export BERTH_REQUIRE_POSTGRES=1 BERTH_REQUIRE_EMULATORS=1 BERTH_REQUIRE_FUSE=1 BERTH_REQUIRE_RCLONE=1
 
 cargo test --workspace --no-fail-fast "$@"
