@@ -142,6 +142,7 @@ PLAIN = {
     "min_free_space", "minimal_chunk_size", "mountid",
     "nextcloud_chunk_size",
     "name",  # berth extension: reference name of the backend
+    "engine",  # berth extension: native or rclone
     "name_format",
     "object_acl", "owned_by", "plex_insecure", "plex_url", "plex_username",
     "protocol", "provider", "proxy", "public_access", "quirks", "remote",
@@ -592,6 +593,35 @@ LOCAL_ROOT_FIELD = {
 }
 EXTENSIONS = {"local": [LOCAL_ROOT_FIELD]}
 
+# Providers berth serves with an engine of its own (crate berth-engines,
+# whose tests check this list); every other provider runs in rclone.
+NATIVE = {
+    "memory", "local", "s3", "azureblob", "google-cloud-storage",
+    "alias", "union", "combine", "chunker", "hasher", "cache",
+}
+
+
+def engine_field(slug):
+    """The `engine` extension field of a provider rclone can serve:
+    `native` (the default) or `rclone` where berth has an engine of its own,
+    only `rclone` elsewhere."""
+    native = slug in NATIVE
+    field = {
+        "name": "engine",
+        "type": "string",
+        "required": False,
+        "default": "native" if native else "rclone",
+        "description": "Which engine serves the backend: `native` (berth's "
+                       "own driver, the default where there is one) or "
+                       "`rclone` (a supervised rclone).",
+        "allowed": ["native", "rclone"] if native else ["rclone"],
+    }
+    if not native:
+        field["invalid_message"] = (
+            "Invalid engine: this provider has no native engine; engine must "
+            "be rclone")
+    return field
+
 # --------------------------------------------------------------- rclone ----
 # slug -> rclone backend, where it is not the provider's backend_type.
 RCLONE_TYPE = {
@@ -620,6 +650,7 @@ RCLONE_FIELDS = {
     "name": not_an_option(
         "berth's reference name of the backend (the `name` of `name:path` "
         "remotes), not an rclone setting"),
+    "engine": not_an_option("berth's choice of engine, not an rclone setting"),
     ("local", "root"): not_an_option(
         "the directory the backend exposes: it is the path of the rclone "
         "remote (`:local:<root>`), not an option"),
@@ -951,6 +982,8 @@ def main():
     names |= {(slug, ext["name"]) for slug, exts in EXTENSIONS.items()
               for ext in exts}
     names |= {(slug, NAME_FIELD["name"]) for slug in slugs}
+    names |= {(slug, "engine") for slug in slugs
+              if slug not in RCLONE_UNAVAILABLE}
     for table in (FLAG_OVERRIDES, ALLOWED, CHECKS, INVALID_MESSAGE, OFF,
                   RCLONE_DEFAULTS, RCLONE_VALUES):
         for key in table:
@@ -972,7 +1005,10 @@ def main():
         q.setdefault("success_message", None)
         q["extension"] = extra
         fields = [enrich_field(slug, fl) for fl in p["fields"]]
-        for ext in [NAME_FIELD] + EXTENSIONS.get(slug, []):
+        exts = [NAME_FIELD] + EXTENSIONS.get(slug, [])
+        if slug not in RCLONE_UNAVAILABLE:
+            exts.append(engine_field(slug))
+        for ext in exts:
             if any(fl["name"] == ext["name"] for fl in p["fields"]):
                 fail(f"extension '{ext['name']}' clashes with a field of "
                      f"{slug}")

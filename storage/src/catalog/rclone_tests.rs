@@ -159,12 +159,18 @@ fn mapped_options_match_the_snapshot() {
     // Only berth's extension fields are not rclone options.
     for (slug, name) in &not_options {
         assert!(
-            *name == "name" || (*slug, *name) == ("local", "root"),
+            matches!(*name, "name" | "engine") || (*slug, *name) == ("local", "root"),
             "{slug}.{name}"
         );
     }
     assert!(not_options.contains(&("local", "root")));
-    assert_eq!(not_options.len(), catalog().providers().len());
+    // `name` everywhere, `engine` wherever rclone can serve, local `root`.
+    let served = catalog()
+        .providers()
+        .iter()
+        .filter(|p| p.rclone_type().is_some())
+        .count();
+    assert_eq!(not_options.len(), catalog().providers().len() + served);
 }
 
 /// The example request of every provider becomes options that rclone's
@@ -433,9 +439,15 @@ fn providers_beyond_the_spec() {
         );
         assert!(!prov.summary.is_empty() && prov.summary.contains("Required:"));
         assert!(prov.example_errors.is_empty());
-        let name = prov.field("name").unwrap();
-        assert!(name.extension, "{slug}: the `name` extension field too");
-        for f in prov.fields.iter().filter(|f| f.name != "name") {
+        for ext in ["name", "engine"] {
+            let field = prov.field(ext).unwrap();
+            assert!(field.extension, "{slug}: the `{ext}` extension field too");
+        }
+        for f in prov
+            .fields
+            .iter()
+            .filter(|f| !matches!(f.name.as_str(), "name" | "engine"))
+        {
             assert!(!f.extension, "{slug}.{}", f.name);
         }
         // The one required field, missing.
