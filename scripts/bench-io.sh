@@ -36,8 +36,13 @@ mount_berth() { # mode name [remote_path] -> prints the mount path
         | sed 's/.*"mount_path":"\([^"]*\)".*/\1/'
 }
 unmount_berth() { api -X DELETE "$base/api/v1/mounts/$(api "$base/api/v1/mounts" | sed 's/.*"id":"\(mount_[0-9a-f]*\)".*/\1/')" >/dev/null; }
-secs() { local t0=$(date +%s%N); "$@" >/dev/null 2>&1; echo "scale=3; ($(date +%s%N) - $t0) / 1000000000" | bc; }
-mibps() { echo "scale=0; $size_mib / $1" | bc; }
+# Seconds a command took, or "failed" (a failed step is never timed).
+secs() {
+    local t0=$(date +%s%N)
+    "$@" >/dev/null 2>&1 || { echo failed; return 0; }
+    echo "scale=3; ($(date +%s%N) - $t0) / 1000000000" | bc
+}
+mibps() { [[ $1 == failed ]] && echo failed || echo "scale=0; $size_mib / $1" | bc; }
 
 run_suite() { # label mountpoint
     local m="$2" w r warm
