@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -128,6 +128,52 @@ impl Rclone {
         cmd.envs(env.vars);
         (cmd, env.scrubber)
     }
+
+    /// A command for a short-lived child serving `remotes` (see
+    /// [`command`](Self::command)): one attempt (`--retries 1
+    /// --low-level-retries 1`), rclone's connect and idle I/O timeouts at
+    /// 80% of `timeout` (so rclone reports a stalled remote itself before
+    /// berth gives up on it), `SIGKILL` when berth dies or drops the handle.
+    /// It holds only these global flags: the caller adds the subcommand and
+    /// its arguments.
+    pub(crate) fn bounded_command(
+        &self,
+        remotes: &Remotes,
+        timeout: Duration,
+    ) -> (Command, Scrubber) {
+        let (mut cmd, scrubber) = self.command(remotes, OnParentDeath::Kill);
+        let rclone_timeout = format!("{}ms", timeout.mul_f64(0.8).as_millis().max(1));
+        cmd.args(["--retries", "1", "--low-level-retries", "1"])
+            .args([
+                "--contimeout",
+                &rclone_timeout,
+                "--timeout",
+                &rclone_timeout,
+            ])
+            .kill_on_drop(true);
+        (cmd, scrubber)
+    }
+}
+
+/// Why [`output`] has no exit status to show.
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// The child could not be started.
+    Spawn(io::Error),
+    /// It ran past its time and was killed.
+    Timeout(Duration),
+    /// Waiting for it failed.
+    Wait(io::Error),
+}
+
+/// Runs `cmd` to its end and collects what it wrote to its pipes; at
+/// `timeout` the child is killed (dropped, so `cmd` must kill on drop).
+pub(crate) async fn output(cmd: Command, timeout: Duration) -> Result<Output, RunError> {
+    let child = spawn(cmd).await.map_err(RunError::Spawn)?;
+    tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| RunError::Timeout(timeout))?
+        .map_err(RunError::Wait)
 }
 
 /// What a child gets when berth dies.

@@ -1,7 +1,13 @@
 //! The one place in berth that runs the rclone binary: it backs every
-//! provider without a native engine, through `rclone lsf` probes and
-//! `rclone mount` children. It takes plain data (remote definitions made
-//! by the provider catalog) and knows no other berth crate.
+//! provider without a native engine, through `rclone lsf` probes, `rclone
+//! mount` children and [`RcloneStorage`], berth's [`Storage`] trait served
+//! by one bounded rclone command per call (so the backend actor, credential
+//! checks and wrapper backends use such a backend like any other). It takes
+//! remote definitions made by the provider catalog (whose [`RcloneOption`]
+//! it uses; [`option`] builds them by hand) and knows no berth crate but
+//! `berth-storage`.
+//!
+//! [`Storage`]: berth_storage::Storage
 //!
 //! Design:
 //! - **Configuration through the environment only.** Each child gets its
@@ -32,6 +38,12 @@
 //!   waits for the queue to empty, and leaves the mount up if it does not.
 //! - **Probes** ([`Rclone::probe`]) are bounded listings whose stderr is
 //!   classified into a [`ProbeErrorKind`] and one clear line.
+//! - **Short-lived children** (probes, every [`RcloneStorage`] call) are
+//!   started the same way: one attempt, rclone's connect and idle timeouts
+//!   under berth's bound, killed at the bound or when dropped.
+//!   [`RcloneStorage`] adds its own classification (conflicts, quotas,
+//!   unsupported operations) in front of the probe's, and documents how each
+//!   call maps to rclone and which capabilities it claims per rclone type.
 
 mod binary;
 mod error;
@@ -42,9 +54,11 @@ mod rc;
 mod remote;
 mod secret;
 mod stderr;
+mod storage;
 
 pub use binary::{Rclone, Version, MIN_VERSION};
 pub use error::RcloneError;
 pub use mount::{CacheMode, RcloneMount, VfsFlags};
 pub use probe::{ProbeError, ProbeErrorKind};
-pub use remote::{RcloneOption, RemoteDef, Remotes};
+pub use remote::{option, RcloneOption, RemoteDef, Remotes};
+pub use storage::RcloneStorage;

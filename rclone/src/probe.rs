@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::binary::{spawn, OnParentDeath, Rclone};
+use crate::binary::{output, Rclone, RunError};
 use crate::remote::Remotes;
 use crate::stderr::{error_lines, gist};
 
@@ -142,6 +142,7 @@ const PATTERNS: &[(ProbeErrorKind, &[&str])] = &[
         ProbeErrorKind::NotFound,
         &[
             "directory not found",
+            "object not found",
             "nosuchbucket",
             "bucket not found",
             "containernotfound",
@@ -162,14 +163,25 @@ const PATTERNS: &[(ProbeErrorKind, &[&str])] = &[
     ),
 ];
 
-/// Classifies a failed rclone run from its (already scrubbed) stderr and
-/// exit code.
-pub(crate) fn classify(stderr: &str, exit_code: Option<i32>) -> ProbeError {
-    let errors = error_lines(stderr).join("\n").to_lowercase();
-    let kind = PATTERNS
+/// The failure lines of rclone's (already scrubbed) stderr, lower case, for
+/// [`matching`].
+pub(crate) fn error_text(stderr: &str) -> String {
+    error_lines(stderr).join("\n").to_lowercase()
+}
+
+/// The kind of the first entry of `patterns` with a fragment in `errors`
+/// (from [`error_text`]).
+pub(crate) fn matching<K: Copy>(patterns: &[(K, &[&str])], errors: &str) -> Option<K> {
+    patterns
         .iter()
         .find(|(_, fragments)| fragments.iter().any(|f| errors.contains(f)))
         .map(|(kind, _)| *kind)
+}
+
+/// Classifies a failed rclone run from its (already scrubbed) stderr and
+/// exit code.
+pub(crate) fn classify(stderr: &str, exit_code: Option<i32>) -> ProbeError {
+    let kind = matching(PATTERNS, &error_text(stderr))
         .or_else(|| {
             exit_code
                 .filter(|code| EXIT_NOT_FOUND.contains(code))
@@ -192,47 +204,30 @@ impl Rclone {
         timeout: Duration,
         scrub: &[&str],
     ) -> Result<(), ProbeError> {
-        let (mut cmd, scrubber) = self.command(remotes, OnParentDeath::Kill);
+        let (mut cmd, scrubber) = self.bounded_command(remotes, timeout);
         let scrubber = scrubber.with(scrub);
-        let rclone_timeout = format!("{}ms", timeout.mul_f64(0.8).as_millis().max(1));
         cmd.arg("lsf")
             .arg(remotes.target(path))
-            .args([
-                "--max-depth",
-                "1",
-                "--retries",
-                "1",
-                "--low-level-retries",
-                "1",
-            ])
-            .args([
-                "--contimeout",
-                &rclone_timeout,
-                "--timeout",
-                &rclone_timeout,
-            ])
-            .kill_on_drop(true);
-        let result = async {
-            let child = spawn(cmd).await.map_err(|e| {
-                ProbeError::new(ProbeErrorKind::Other, &format!("cannot run rclone: {e}"))
-            })?;
-            // On timeout the child is dropped, hence killed.
-            let output = tokio::time::timeout(timeout, child.wait_with_output())
-                .await
-                .map_err(|_| {
-                    ProbeError::new(
-                        ProbeErrorKind::Timeout,
-                        &format!("no answer within {timeout:?}"),
-                    )
-                })?
-                .map_err(|e| ProbeError::new(ProbeErrorKind::Other, &format!("rclone: {e}")))?;
-            if output.status.success() {
-                return Ok(());
+            .args(["--max-depth", "1"]);
+        let result = match output(cmd, timeout).await {
+            Ok(output) if output.status.success() => Ok(()),
+            Ok(output) => {
+                let stderr = scrubber.scrub(&String::from_utf8_lossy(&output.stderr));
+                Err(classify(&stderr, output.status.code()))
             }
-            let stderr = scrubber.scrub(&String::from_utf8_lossy(&output.stderr));
-            Err(classify(&stderr, output.status.code()))
-        }
-        .await;
+            Err(RunError::Spawn(e)) => Err(ProbeError::new(
+                ProbeErrorKind::Other,
+                &format!("cannot run rclone: {e}"),
+            )),
+            Err(RunError::Timeout(timeout)) => Err(ProbeError::new(
+                ProbeErrorKind::Timeout,
+                &format!("no answer within {timeout:?}"),
+            )),
+            Err(RunError::Wait(e)) => Err(ProbeError::new(
+                ProbeErrorKind::Other,
+                &format!("rclone: {e}"),
+            )),
+        };
         if let Err(error) = &result {
             tracing::debug!(remote = remotes.main_name(), kind = ?error.kind, message = %error.message, "rclone probe failed");
         }

@@ -6,44 +6,34 @@
 //! own environment: no config file in clear on disk, no secret in argv.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
+
+pub use berth_storage::catalog::RcloneOption;
 
 use crate::obscure::obscure;
-use crate::secret::{Scrubber, MASK};
+use crate::secret::Scrubber;
 use crate::RcloneError;
 
 /// Longest remote name berth accepts.
 const MAX_NAME_LEN: usize = 64;
 
-/// One option of a remote, as `rclone config` would store it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RcloneOption {
-    /// rclone's option name (`access_key_id`, `pass`, ...): lower-case
-    /// letters, digits and `_`.
-    pub name: String,
-    /// The value in clear.
-    pub value: String,
-    /// rclone wants the value obscured (its password-type options); berth
-    /// obscures it. An obscured value is always treated as a secret.
-    pub obscure: bool,
-    /// Never shown: `***` in `Debug`, cut out of rclone's messages.
-    pub secret: bool,
-}
+/// Constructors of [`RcloneOption`] (the catalog's type, which builds them
+/// for providers) for remotes defined by hand.
+pub mod option {
+    use super::RcloneOption;
 
-impl RcloneOption {
     /// A plain option.
-    pub fn plain(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self::build(name, value, false, false)
+    pub fn plain(name: impl Into<String>, value: impl Into<String>) -> RcloneOption {
+        build(name, value, false, false)
     }
 
     /// A secret passed as is (keys, tokens).
-    pub fn secret(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self::build(name, value, false, true)
+    pub fn secret(name: impl Into<String>, value: impl Into<String>) -> RcloneOption {
+        build(name, value, false, true)
     }
 
     /// A secret rclone wants obscured (passwords).
-    pub fn obscured(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self::build(name, value, true, true)
+    pub fn obscured(name: impl Into<String>, value: impl Into<String>) -> RcloneOption {
+        build(name, value, true, true)
     }
 
     fn build(
@@ -51,7 +41,7 @@ impl RcloneOption {
         value: impl Into<String>,
         obscure: bool,
         secret: bool,
-    ) -> Self {
+    ) -> RcloneOption {
         RcloneOption {
             name: name.into(),
             value: value.into(),
@@ -59,22 +49,11 @@ impl RcloneOption {
             secret,
         }
     }
-
-    fn is_secret(&self) -> bool {
-        self.secret || self.obscure
-    }
 }
 
-impl fmt::Debug for RcloneOption {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value: &dyn fmt::Debug = if self.is_secret() { &MASK } else { &self.value };
-        f.debug_struct("RcloneOption")
-            .field("name", &self.name)
-            .field("value", value)
-            .field("obscure", &self.obscure)
-            .field("secret", &self.secret)
-            .finish()
-    }
+/// An obscured value is a secret even when the option does not say so.
+fn is_secret(option: &RcloneOption) -> bool {
+    option.secret || option.obscure
 }
 
 /// One rclone remote.
@@ -129,6 +108,11 @@ impl Remotes {
         &self.main.name
     }
 
+    /// rclone's type of the backend's own remote.
+    pub(crate) fn main_type(&self) -> &str {
+        &self.main.rclone_type
+    }
+
     /// `name:path` of the backend's own remote, as rclone's commands take it.
     pub(crate) fn target(&self, path: &str) -> String {
         format!("{}:{}", self.main.name, path)
@@ -152,7 +136,7 @@ impl Remotes {
                 } else {
                     option.value.clone()
                 };
-                if option.is_secret() {
+                if is_secret(option) {
                     secrets.push(option.value.clone());
                     secrets.push(value.clone());
                 }
@@ -226,6 +210,7 @@ fn is_rclone_var(key: &OsStr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::option::{obscured, plain, secret};
     use super::*;
 
     fn remote(name: &str, options: Vec<RcloneOption>) -> RemoteDef {
@@ -242,9 +227,9 @@ mod tests {
             remote(
                 "b_1a",
                 vec![
-                    RcloneOption::plain("host", "example.org"),
-                    RcloneOption::obscured("pass", "hunter2"),
-                    RcloneOption::secret("key_pem", "-----BEGIN"),
+                    plain("host", "example.org"),
+                    obscured("pass", "hunter2"),
+                    secret("key_pem", "-----BEGIN"),
                 ],
             ),
             vec![RemoteDef {
@@ -286,9 +271,9 @@ mod tests {
         let shown = format!(
             "{:?}",
             vec![
-                RcloneOption::plain("user", "alice"),
-                RcloneOption::secret("token", "tok-123"),
-                RcloneOption::obscured("pass", "pw-456"),
+                plain("user", "alice"),
+                secret("token", "tok-123"),
+                obscured("pass", "pw-456"),
             ]
         );
         assert!(shown.contains("alice"), "{shown}");
@@ -318,13 +303,13 @@ mod tests {
             );
         }
         for bad_option in ["", "Pass", "pass-word", "type", "a b"] {
-            let option = RcloneOption::plain(bad_option, "v");
+            let option = plain(bad_option, "v");
             assert!(
                 Remotes::new(remote("b_1", vec![option]), vec![]).is_err(),
                 "{bad_option:?}"
             );
         }
-        let nul = RcloneOption::secret("pass", "a\0b");
+        let nul = secret("pass", "a\0b");
         assert!(Remotes::new(remote("b_1", vec![nul]), vec![]).is_err());
         assert!(Remotes::new(remote("b_1", vec![]), vec![remote("b_1", vec![])]).is_err());
         assert!(Remotes::new(remote("b_1", vec![]), vec![remote("b_1_x", vec![])]).is_err());

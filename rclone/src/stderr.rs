@@ -10,6 +10,8 @@ const ERROR_LEVELS: [&str; 4] = ["ERROR", "CRITICAL", "ALERT", "EMERGENCY"];
 const WRAPPERS: [&str; 3] = ["error listing: ", "NewFs: ", "Fatal error: "];
 /// rclone's `Failed to create file system for "remote:path": ` prefix.
 const FS_WRAPPER: &str = "Failed to create file system for \"";
+/// rclone's `Attempt 1/3 failed with 1 errors and: ` prefix.
+const ATTEMPT_WRAPPER: (&str, &str) = ("Attempt ", " errors and: ");
 
 /// The level and message of one line; lines not from rclone's logger (a
 /// flag error, a Go panic) have no level.
@@ -74,10 +76,15 @@ pub(crate) fn gist(stderr: &str) -> String {
 
 fn strip_wrappers(mut message: &str) -> &str {
     loop {
-        let fs_wrapped = message
+        let wrapped = message
             .strip_prefix(FS_WRAPPER)
-            .and_then(|rest| rest.split_once("\": "));
-        match fs_wrapped {
+            .and_then(|rest| rest.split_once("\": "))
+            .or_else(|| {
+                message
+                    .strip_prefix(ATTEMPT_WRAPPER.0)
+                    .and_then(|rest| rest.split_once(ATTEMPT_WRAPPER.1))
+            });
+        match wrapped {
             Some((_, rest)) => message = rest,
             None => match WRAPPERS.iter().find_map(|w| message.strip_prefix(w)) {
                 Some(rest) => message = rest,
@@ -117,6 +124,10 @@ mod tests {
         );
         assert_eq!(gist(""), "no message from rclone");
         assert_eq!(gist("plain text\nsecond"), "plain text");
+        assert_eq!(
+            gist("2026/12/04 06:44:07 ERROR : Attempt 1/1 failed with 1 errors and: remove /x/d: directory not empty"),
+            "remove /x/d: directory not empty"
+        );
         let long = format!("2026/12/04 05:36:11 ERROR : {}", "é".repeat(300));
         assert_eq!(gist(&long).chars().count(), MAX_GIST + 1);
     }

@@ -1,15 +1,19 @@
-//! berth-rclone against the real rclone binary and real FUSE mounts of a
-//! `local` remote in a temp dir. Skips (printing why) without rclone or
-//! FUSE, unless `BERTH_REQUIRE_RCLONE=1`.
+//! berth-rclone against the real rclone binary: probes, real FUSE mounts of
+//! a `local` remote in a temp dir, and [`RcloneStorage`](berth_rclone::RcloneStorage)
+//! ([`storage`]). Skips (printing why) without rclone or FUSE, unless
+//! `BERTH_REQUIRE_RCLONE=1`.
+
+mod storage;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_rclone::{
-    CacheMode, ProbeErrorKind, Rclone, RcloneError, RcloneMount, RcloneOption, RemoteDef, Remotes,
-    VfsFlags, MIN_VERSION,
+    option, CacheMode, ProbeErrorKind, Rclone, RcloneError, RcloneMount, RcloneOption, RemoteDef,
+    Remotes, VfsFlags, MIN_VERSION,
 };
 use tempfile::TempDir;
 
@@ -18,28 +22,43 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Passed as a secret option of every test remote; must never reach argv.
 const SECRET: &str = "berth-test-secret-5f2a";
 
-/// Skips the calling test (or fails it under `BERTH_REQUIRE_RCLONE=1`).
-fn skip(reason: &str) {
-    if std::env::var("BERTH_REQUIRE_RCLONE").as_deref() == Ok("1") {
-        panic!("BERTH_REQUIRE_RCLONE=1 but {reason}");
-    }
-    eprintln!("skipped: {reason}");
+/// The running test's name (libtest names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("berth-rclone test")
+        .to_owned()
 }
 
-/// The rclone of `BERTH_RCLONE` or `PATH`.
-async fn rclone() -> Option<Rclone> {
-    let configured = std::env::var_os("BERTH_RCLONE").map(PathBuf::from);
-    match Rclone::locate(configured.as_deref()).await {
-        Ok(rclone) => Some(rclone),
-        Err(e) => {
-            skip(&format!("no usable rclone: {e}"));
+/// Skips the calling test (or fails it under `BERTH_REQUIRE_RCLONE=1`).
+fn skip(reason: &str) {
+    berth_storage::testkit::available("BERTH_REQUIRE_RCLONE", &test_name(), Err(reason.into()));
+}
+
+/// The rclone of `BERTH_RCLONE` or `PATH`, located once per test binary.
+async fn rclone() -> Option<Arc<Rclone>> {
+    static RCLONE: tokio::sync::OnceCell<Result<Arc<Rclone>, String>> =
+        tokio::sync::OnceCell::const_new();
+    let located = RCLONE
+        .get_or_init(|| async {
+            let configured = std::env::var_os("BERTH_RCLONE").map(PathBuf::from);
+            Rclone::locate(configured.as_deref())
+                .await
+                .map(Arc::new)
+                .map_err(|e| format!("no usable rclone: {e}"))
+        })
+        .await;
+    match located {
+        Ok(rclone) => Some(rclone.clone()),
+        Err(why) => {
+            skip(why);
             None
         }
     }
 }
 
 /// rclone, plus FUSE (`/dev/fuse` and `fusermount3`).
-async fn rclone_with_fuse() -> Option<Rclone> {
+async fn rclone_with_fuse() -> Option<Arc<Rclone>> {
     let rclone = rclone().await?;
     let fusermount = Command::new("fusermount3").arg("-V").output().is_ok();
     if !Path::new("/dev/fuse").exists() || !fusermount {
@@ -59,7 +78,7 @@ fn remote(name: &str, rclone_type: &str, options: Vec<RcloneOption>) -> RemoteDe
 
 /// A `local` remote carrying [`SECRET`] (as its description).
 fn local_remotes(name: &str) -> Remotes {
-    let options = vec![RcloneOption::secret("description", SECRET)];
+    let options = vec![option::secret("description", SECRET)];
     Remotes::new(remote(name, "local", options), vec![]).unwrap()
 }
 
@@ -166,10 +185,10 @@ async fn probe_lists_a_dir_and_explains_missing_ones_and_closed_ports() {
             "b_probe_sftp",
             "sftp",
             vec![
-                RcloneOption::plain("host", "127.0.0.1"),
-                RcloneOption::plain("port", free_port().to_string()),
-                RcloneOption::plain("user", "bob"),
-                RcloneOption::obscured("pass", SECRET),
+                option::plain("host", "127.0.0.1"),
+                option::plain("port", free_port().to_string()),
+                option::plain("user", "bob"),
+                option::obscured("pass", SECRET),
             ],
         ),
         vec![],
@@ -192,7 +211,7 @@ async fn probe_errors_never_show_secrets() {
     let Some(rclone) = rclone().await else { return };
     // rclone prints the URL it failed to reach (a secret here) and the path.
     let url = format!("http://127.0.0.1:{}/{SECRET}/", free_port());
-    let options = vec![RcloneOption::secret("url", url)];
+    let options = vec![option::secret("url", url)];
     let webdav = Remotes::new(remote("b_probe_secret", "webdav", options), vec![]).unwrap();
     let error = rclone
         .probe(
@@ -263,9 +282,9 @@ async fn probe_reports_a_bad_webdav_password_without_showing_it() {
     let server = WebDav::start(&rclone, root.path(), "alice", "right-password");
     let webdav = |pass: &str| {
         let options = vec![
-            RcloneOption::plain("url", server.url.clone()),
-            RcloneOption::plain("user", "alice"),
-            RcloneOption::obscured("pass", pass),
+            option::plain("url", server.url.clone()),
+            option::plain("user", "alice"),
+            option::obscured("pass", pass),
         ];
         Remotes::new(remote("b_dav", "webdav", options), vec![]).unwrap()
     };
