@@ -23,6 +23,7 @@ struct Layer {
     master_key_file: Option<String>,
     otlp_endpoint: Option<String>,
     log: Option<String>,
+    rclone: Option<String>,
     backends: Option<BackendsLayer>,
 }
 
@@ -55,6 +56,8 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// Log filter.
     pub log: String,
+    /// The rclone binary that serves providers without a native engine.
+    pub rclone: PathBuf,
     /// Probe timeout for backends.
     pub probe_timeout: Duration,
     /// First retry delay for failed backends.
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("master_key_file", &self.master_key_file)
             .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("rclone", &self.rclone)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +106,8 @@ fn merge(base: &mut Layer, top: Layer) {
         jwt_secret,
         master_key_file,
         otlp_endpoint,
-        log
+        log,
+        rclone
     );
     if let Some(top) = top.backends {
         let backends = base.backends.get_or_insert_with(BackendsLayer::default);
@@ -129,6 +134,7 @@ fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> Layer {
         master_key_file: env("BERTH_MASTER_KEY_FILE"),
         otlp_endpoint: env("BERTH_OTLP_ENDPOINT"),
         log: env("BERTH_LOG"),
+        rclone: env("BERTH_RCLONE"),
         backends: Some(BackendsLayer {
             probe_timeout: env("BERTH_PROBE_TIMEOUT"),
             retry_base: env("BERTH_RETRY_BASE"),
@@ -193,6 +199,7 @@ impl Settings {
             master_key_file,
             otlp_endpoint: non_empty(layer.otlp_endpoint),
             log: non_empty(layer.log).unwrap_or_else(|| "info".into()),
+            rclone: PathBuf::from(non_empty(layer.rclone).unwrap_or_else(|| "rclone".into())),
             probe_timeout: duration(backends.probe_timeout, "probe_timeout")?,
             retry_base: duration(backends.retry_base, "retry_base")?,
             retry_max: duration(backends.retry_max, "retry_max")?,

@@ -30,6 +30,21 @@ pub fn jwt_key(settings: &Settings) -> Result<JwtKey, String> {
     JwtKey::load(settings.jwt_secret.as_deref(), &settings.jwt_secret_file())
 }
 
+/// Finds the rclone that serves providers without a native engine and logs
+/// its version; without one those providers answer why.
+async fn locate_rclone(binary: &Path) -> Result<Arc<berth_rclone::Rclone>, String> {
+    match berth_rclone::Rclone::locate(Some(binary)).await {
+        Ok(rclone) => {
+            tracing::info!(path = %rclone.path().display(), version = %rclone.version(), "rclone engine ready");
+            Ok(Arc::new(rclone))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "no rclone: providers without a native engine cannot connect");
+            Err(err.to_string())
+        }
+    }
+}
+
 /// Runs the service until SIGINT/SIGTERM; the data path of every mount runs
 /// on `data_runtime`, apart from the actors.
 pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> Result<(), String> {
@@ -48,6 +63,7 @@ pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> 
         hashes: Arc::new(berth_layers::DbHashStore::new(db.clone())),
         drivers: DriverEnv { local_roots },
         state_dir: settings.data_dir.join("engines"),
+        rclone: locate_rclone(&settings.rclone).await,
     };
     let registry = Registry::load(RegistrySettings {
         db,

@@ -169,12 +169,17 @@ impl BackendActor {
                     .book
                     .set_state(KIND, &self.spec.id, next.as_str(), error);
                 if next != BackendState::Gone {
-                    if let Err(err) =
-                        self.services
-                            .db
-                            .update_backend_state(&self.spec.id, next.as_str(), error)
+                    match self
+                        .services
+                        .db
+                        .update_backend_state(&self.spec.id, next.as_str(), error)
                     {
-                        tracing::error!(backend = %self.spec.id, error = %err, "could not persist backend state");
+                        // A backend being created is stored only once its
+                        // first probe succeeded, with the state it reached.
+                        Ok(()) | Err(berth_db::DbError::NotFound(_)) => {}
+                        Err(err) => {
+                            tracing::error!(backend = %self.spec.id, error = %err, "could not persist backend state")
+                        }
                     }
                 }
             }

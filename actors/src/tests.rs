@@ -58,6 +58,7 @@ fn fixture() -> Fixture {
             },
             state_dir: dir.path().join("state"),
             hashes: Arc::new(berth_layers::MemoryHashStore::new()),
+            rclone: Err("rclone is not used here".into()),
         },
         timing: Timing {
             probe_timeout: Duration::from_secs(5),
@@ -138,7 +139,10 @@ async fn backends_are_created_listed_and_deleted() {
         .unwrap_err();
     assert_eq!(
         err,
-        RegistryError::ProbeFailed("provider 'drive' has no storage engine yet".into())
+        RegistryError::ProbeFailed(
+            "provider 'drive' is served by rclone, which is not available: rclone is not used here"
+                .into()
+        )
     );
     assert_eq!(
         registry

@@ -1,11 +1,15 @@
 //! The engine factory: turns a provider slug and its validated config into a
 //! [`Storage`]. Native drivers serve `memory`, `local`, `s3`, `azureblob` and
 //! `google-cloud-storage`; wrapper backends are built over the storage their
-//! `remote`/`upstreams` reference. Every other provider answers that it has no
-//! storage engine yet.
+//! `remote`/`upstreams` reference. Every other provider, and any backend
+//! created with `"engine": "rclone"`, is served by rclone ([`rclone`]).
+
+mod rclone;
+
+pub use rclone::{remote_name, source as rclone_source, RcloneSource};
 
 use async_trait::async_trait;
-use berth_storage::catalog::Config;
+use berth_storage::catalog::{catalog, Config};
 use berth_storage::drivers::{DriverEnv, LocalStorage, MemoryStorage};
 use berth_storage::remote::{parse_combine_upstreams, parse_union_upstreams, Remote};
 use berth_storage::{Resolve, Result, Storage, StorageError, SubPath};
@@ -22,6 +26,9 @@ pub struct EngineEnv {
     pub state_dir: PathBuf,
     /// Where `hasher` backends keep their hashes (the service's database).
     pub hashes: Arc<dyn berth_layers::HashStore>,
+    /// The rclone that serves providers without a native engine, or why
+    /// there is none.
+    pub rclone: std::result::Result<Arc<berth_rclone::Rclone>, String>,
 }
 
 /// Finds another backend of the caller's org by name or id.
@@ -70,6 +77,12 @@ pub async fn build(
     config: &Config,
     ctx: &BuildContext<'_>,
 ) -> Result<Arc<dyn Storage>> {
+    let provider = catalog()
+        .get(slug)
+        .ok_or_else(|| StorageError::unsupported(format!("unknown provider '{slug}'")))?;
+    if rclone::serves(provider, config) {
+        return rclone::build(provider, config, ctx).await;
+    }
     let opener = Opener {
         env: ctx.env,
         backends: ctx.backends,
@@ -94,7 +107,7 @@ pub async fn build(
             berth_layers::build(slug, config, &layer).await
         }
         other => Err(StorageError::unsupported(format!(
-            "provider '{other}' has no storage engine yet"
+            "provider '{other}' has no native engine; use engine rclone"
         ))),
     }
 }
@@ -132,6 +145,42 @@ pub fn references(slug: &str, config: &Config) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The providers `build` serves natively (its match arms).
+    const NATIVE: [&str; 11] = [
+        "memory",
+        "local",
+        "s3",
+        "azureblob",
+        "google-cloud-storage",
+        "alias",
+        "union",
+        "combine",
+        "chunker",
+        "hasher",
+        "cache",
+    ];
+
+    #[test]
+    fn the_catalog_defaults_to_native_exactly_where_there_is_an_engine() {
+        for provider in catalog().providers() {
+            let native = provider
+                .field("engine")
+                .is_some_and(|f| f.default == json!("native"));
+            assert_eq!(
+                native,
+                NATIVE.contains(&provider.slug.as_str()),
+                "{}",
+                provider.slug
+            );
+        }
+    }
+
+    #[test]
+    fn rclone_remote_names_are_safe_and_stable() {
+        assert_eq!(remote_name("4179d7ddce2841c9"), "b_4179d7ddce2841c9");
+        assert_eq!(remote_name("A-b"), "b_a_b");
+    }
 
     fn config(value: serde_json::Value) -> Config {
         value.as_object().unwrap().clone()

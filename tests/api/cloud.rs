@@ -22,7 +22,7 @@ fn setting(var: &str) -> Option<String> {
 }
 
 /// Asserts that no response, log line or data file holds `secret`.
-fn assert_never_leaked(server: &Server, responses: &[Value], secret: &str) {
+pub(crate) fn assert_never_leaked(server: &Server, responses: &[Value], secret: &str) {
     for response in responses {
         assert!(
             !response.to_string().contains(secret),

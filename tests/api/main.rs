@@ -8,4 +8,5 @@ mod backends;
 mod cloud;
 mod persistence;
 mod providers;
+mod rclone;
 mod telemetry;

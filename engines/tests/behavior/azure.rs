@@ -137,6 +137,7 @@ async fn try_engine(body: Value) -> Result<Arc<dyn Storage>> {
         drivers: DriverEnv::default(),
         state_dir: dir.path().to_path_buf(),
         hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
+        rclone: Err("rclone is not used here".into()),
     };
     let ctx = BuildContext {
         backend_id: "0123456789abcdef",

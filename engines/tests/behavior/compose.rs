@@ -47,6 +47,7 @@ async fn try_engine(slug: &str, body: Value, backends: &Backends) -> Result<Stor
         drivers: DriverEnv::default(),
         state_dir: std::env::temp_dir(),
         hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
+        rclone: Err("rclone is not used here".into()),
     };
     let ctx = BuildContext {
         backend_id: "0123456789abcdef",

@@ -65,6 +65,7 @@ async fn try_engine(body: Value) -> Result<Arc<dyn Storage>> {
         drivers: DriverEnv::default(),
         state_dir: std::env::temp_dir(),
         hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
+        rclone: Err("rclone is not used here".into()),
     };
     let backends = Backends::default();
     let ctx = BuildContext {

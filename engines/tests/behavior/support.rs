@@ -36,6 +36,7 @@ pub async fn engine(slug: &str, body: Value, backends: &Backends) -> Fixture {
         },
         state_dir: dir.path().join("state"),
         hashes: Arc::new(berth_layers::MemoryHashStore::new()),
+        rclone: Err("rclone is not used here".into()),
     };
     let config: Config = catalog()
         .get(slug)
