@@ -83,6 +83,9 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 const CHUNK: usize = 64 << 10;
 /// rclone's exit code for a temporary error.
 const EXIT_TEMPORARY: i32 = 5;
+/// How object stores refuse a range that starts past the end (HTTP 416),
+/// which berth reads as empty.
+const PAST_THE_END: &[&str] = &["invalidrange", "range not satisfiable"];
 
 /// Lower-case fragments of rclone's error lines that berth classifies
 /// before the probe classifier (whose kinds know no conflicts). Go's system
@@ -261,7 +264,8 @@ impl RcloneStorage {
         if out.status.success() {
             Ok(out.stdout)
         } else {
-            Err(failure(op, path, &scrubber, &out.stderr, out.status.code()))
+            let stderr = scrubber.scrub(&String::from_utf8_lossy(&out.stderr));
+            Err(failure(op, path, &scrubber, &stderr, out.status.code()))
         }
     }
 
@@ -277,7 +281,18 @@ impl RcloneStorage {
         ];
         let out = self.run("stat", path, self.timeout, &args).await?;
         let item: Item = parse("stat", path, &out)?;
-        Ok(item.into_entry(path.to_owned()))
+        let entry = item.into_entry(path.to_owned());
+        // Where directories are implied, rclone calls any missing path a
+        // directory: one exists when something is in it.
+        if entry.kind == EntryKind::Dir && !path.is_empty() && !self.capability.directories {
+            let args = ["lsjson", "--no-mimetype", "--no-modtime", &target];
+            let out = self.run("stat", path, self.timeout, &args).await?;
+            let items: Vec<Item> = parse("stat", path, &out)?;
+            if items.is_empty() {
+                return Err(StorageError::not_found(path));
+            }
+        }
+        Ok(entry)
     }
 
     /// The empty body of an object that `cat` printed nothing of: a stat
@@ -328,13 +343,15 @@ impl RcloneStorage {
                     .chain(rest.into_stream())
                     .boxed())
             }
+            // Nothing, or a range past the end that the store refused:
+            // a stat tells an empty read from a directory or nothing.
             Ok(None) => {
-                running.finish(self.timeout).await?;
+                running.finish(self.timeout, PAST_THE_END).await?;
                 self.empty_body(path).await
             }
             // rclone closed its end early: its exit status says why.
             Err(error) => {
-                running.finish(self.timeout).await?;
+                running.finish(self.timeout, &[]).await?;
                 Err(StorageError::from_io(error, path))
             }
         }
@@ -425,7 +442,7 @@ impl Storage for RcloneStorage {
                 running.kill().await;
                 return Err(error);
             }
-            Ok(()) => running.finish(TRANSFER_TIMEOUT).await?,
+            Ok(()) => running.finish(TRANSFER_TIMEOUT, &[]).await?,
         }
         drop(spool);
         self.entry(&path).await
@@ -698,8 +715,9 @@ impl Running {
     }
 
     /// Waits for the exit (killing the child at `bound`); rclone's
-    /// classified error if it failed.
-    async fn finish(mut self, bound: Duration) -> Result<()> {
+    /// classified error if it failed, unless an error line holds one of
+    /// the (lower-case) `tolerated` fragments.
+    async fn finish(mut self, bound: Duration, tolerated: &[&str]) -> Result<()> {
         let status = tokio::time::timeout(bound, self.child.wait())
             .await
             .map_err(|_| self.error(RunError::Timeout(bound)))?
@@ -708,6 +726,10 @@ impl Running {
             return Ok(());
         }
         let stderr = self.stderr.await.unwrap_or_default();
+        let stderr = self.scrubber.scrub(&String::from_utf8_lossy(&stderr));
+        if matching(&[((), tolerated)], &error_text(&stderr)).is_some() {
+            return Ok(());
+        }
         Err(failure(
             self.op,
             &self.path,
@@ -743,7 +765,7 @@ impl Body {
             let mut body = body?;
             match read_chunk(&mut body.stdout).await {
                 Ok(Some(chunk)) => Some((Ok(chunk), Some(body))),
-                Ok(None) => match body.running.finish(body.bound).await {
+                Ok(None) => match body.running.finish(body.bound, &[]).await {
                     Ok(()) => None,
                     Err(error) => Some((Err(error), None)),
                 },
@@ -827,17 +849,16 @@ fn failure(
     op: &str,
     path: &str,
     scrubber: &Scrubber,
-    stderr: &[u8],
+    stderr: &str,
     exit_code: Option<i32>,
 ) -> StorageError {
-    let stderr = scrubber.scrub(&String::from_utf8_lossy(stderr));
-    let kind = matching(PATTERNS, &error_text(&stderr)).unwrap_or_else(|| {
-        match classify(&stderr, exit_code).kind {
+    let kind = matching(PATTERNS, &error_text(stderr)).unwrap_or_else(|| {
+        match classify(stderr, exit_code).kind {
             ProbeErrorKind::Other if exit_code == Some(EXIT_TEMPORARY) => ErrorKind::Transient,
             kind => kind_of(kind),
         }
     });
-    let message = format!("{op} {}: {}", shown(path), gist(&stderr));
+    let message = format!("{op} {}: {}", shown(path), gist(stderr));
     let error = StorageError::new(kind, scrubber.scrub(&message));
     tracing::debug!(op, path, kind = ?error.kind, message = %error.message, "rclone command failed");
     error
@@ -954,7 +975,7 @@ mod tests {
         for (stderr, code, kind, message) in cases {
             let (op, path) = message.split_once(": ").unwrap().0.split_once(' ').unwrap();
             let path = if path == "/" { "" } else { path };
-            let error = failure(op, path, &scrubber, stderr.as_bytes(), Some(*code));
+            let error = failure(op, path, &scrubber, stderr, Some(*code));
             assert_eq!(
                 (error.kind, error.message.as_str()),
                 (*kind, *message),
