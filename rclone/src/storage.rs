@@ -1,55 +1,5 @@
 //! [`RcloneStorage`]: berth's [`Storage`] trait served by rclone commands,
-//! one bounded child per call (two or three where rclone alone cannot tell
-//! berth's conflicts apart).
-//!
-//! How each call maps to rclone, and why:
-//! - **stat, list**: `lsjson --stat` and `lsjson` (one level), with
-//!   `--use-server-modtime` so that object stores need no request per
-//!   object to read times. A listing is sorted by name and paged in memory:
-//!   every page lists the whole directory again, and `next` is the last name
-//!   of the page (entries after it follow). `lsjson` of a file path lists
-//!   that file; a listing of exactly one file named like the directory is
-//!   checked with a stat, and a file is a `Conflict`.
-//! - **read**: `cat --offset --count`, streamed from the child's stdout,
-//!   the object named on stdin (`--files-from-raw - --no-traverse`), not in
-//!   the remote path: `cat` of a directory path prints every file below it,
-//!   while a listed name that is a directory or missing prints nothing. So
-//!   `read` waits for the first bytes; when none come, a stat tells an
-//!   empty object from a directory (`Conflict`) or nothing (`NotFound`).
-//!   The body ends with an error if rclone fails; dropping it kills the
-//!   child. Names holding a line break cannot be listed that way
-//!   (`Unsupported`).
-//! - **write**: `rcat` fed from the body on stdin, with `--disable
-//!   PutStream`: rclone then keeps up to 100 KiB in memory and spools larger
-//!   bodies to a private directory (removed afterwards) before it uploads
-//!   with the size known, instead of streaming into the target, which on
-//!   filesystem remotes (`local`, `sftp`, ...) truncates the old content
-//!   first. A body that fails kills rclone before it has written anything,
-//!   so the previous state stays. The returned entry is a stat of the
-//!   result.
-//! - **delete** `deletefile` (a directory is told from a missing file with a
-//!   stat), **mkdir**, **rmdir**, **rename** `moveto`, **copy** `copyto`
-//!   (after a stat: rclone would copy a directory's tree), **usage** `about
-//!   --json`, **set_modified** `touch --no-create --timestamp`, **probe**
-//!   [`Rclone::probe`]. `rename` first stats both ends: rclone merges a
-//!   directory into an existing one and moves a file into a directory,
-//!   where berth answers `Conflict`.
-//! - **Bounds**: every child gets `--retries 1 --low-level-retries 1` and
-//!   rclone's connect and idle timeouts (80% of the storage's timeout,
-//!   [`RcloneStorage::DEFAULT_TIMEOUT`] unless set). Commands that move no
-//!   data are killed at the timeout, as is a read that sends no first byte;
-//!   `copy`, `rename` and the upload after a write's body at one hour.
-//! - **Errors**: rclone's stderr, scrubbed of every secret of the remotes
-//!   and of the `scrub` list, is classified: `Conflict` (directory not
-//!   empty, is a directory, not a directory, exists), `Quota`,
-//!   `Unsupported` (no `about`, cannot set times), then the probe
-//!   classifier's kinds (network failures and timeouts `Transient`, refused
-//!   credentials `Permission`, missing `NotFound`, rclone refusing the
-//!   remote definition `InvalidConfig`), then rclone's exit codes (3 and 4
-//!   `NotFound`, 5 `Transient`).
-//! - **Paths** are normalized ([`normalize_path`]: no `..`) and joined
-//!   under the root into `name:root/path`, one argv element each: nothing
-//!   is quoted, no shell is involved, and no secret is ever in argv.
+//! one bounded child per call.
 
 use std::fmt;
 use std::io;
@@ -124,7 +74,87 @@ const PATTERNS: &[(ErrorKind, &[&str])] = &[
     ),
 ];
 
-/// What berth claims for an rclone backend type, conservatively: only
+/// The capabilities of an rclone backend type (see [`RcloneStorage`]).
+fn capability_of(rclone_type: &str) -> Capability {
+    Capability {
+        directories: matches!(
+            rclone_type,
+            "local" | "sftp" | "smb" | "ftp" | "webdav" | "drive" | "onedrive" | "dropbox" | "box"
+        ),
+        ranged_read: true,
+        copy: true,
+        atomic_rename: rclone_type == "local",
+        set_mtime: matches!(rclone_type, "local" | "sftp" | "smb" | "drive" | "onedrive"),
+        usage: matches!(
+            rclone_type,
+            "local" | "smb" | "drive" | "onedrive" | "dropbox" | "box"
+        ),
+        append: false,
+    }
+}
+
+/// A backend served by rclone: every [`Storage`] call runs one bounded
+/// rclone command (two or three where rclone alone cannot tell berth's
+/// conflicts apart) with the remotes defined in the child's environment
+/// only. Each child costs about 50 ms of CPU (rclone's start-up), so this
+/// suits control paths (probes, credential checks) and wrappers better than
+/// many small files. rclone's `memory` remote cannot be served: every call
+/// would start with an empty store.
+///
+/// How each call maps to rclone, and why:
+/// - **stat, list**: `lsjson --stat` and `lsjson` (one level), with
+///   `--use-server-modtime` so that object stores need no request per
+///   object to read times. A listing is sorted by name and paged in memory:
+///   every page lists the whole directory again, and `next` is the last name
+///   of the page (entries after it follow). `lsjson` of a file path lists
+///   that file; a listing of exactly one file named like the directory is
+///   checked with a stat, and a file is a `Conflict`. Where directories are
+///   implied (object stores), rclone's stat calls any missing path a
+///   directory: a directory found there is listed, and exists only if
+///   something is in it.
+/// - **read**: `cat --offset --count`, streamed from the child's stdout,
+///   the object named on stdin (`--files-from-raw - --no-traverse`), not in
+///   the remote path: `cat` of a directory path prints every file below it,
+///   while a listed name that is a directory or missing prints nothing. So
+///   `read` waits for the first bytes; when none come, a stat tells an
+///   empty object from a directory (`Conflict`) or nothing (`NotFound`);
+///   a range starting past the end, which object stores refuse (HTTP 416),
+///   reads empty the same way. The body ends with an error if rclone fails; dropping it kills the
+///   child. Names holding a line break cannot be listed that way
+///   (`Unsupported`).
+/// - **write**: `rcat` fed from the body on stdin, with `--disable
+///   PutStream`: rclone then keeps up to 100 KiB in memory and spools larger
+///   bodies to a private directory (removed afterwards) before it uploads
+///   with the size known, instead of streaming into the target, which on
+///   filesystem remotes (`local`, `sftp`, ...) truncates the old content
+///   first. A body that fails kills rclone before it has written anything,
+///   so the previous state stays. The returned entry is a stat of the
+///   result.
+/// - **delete** `deletefile` (a directory is told from a missing file with a
+///   stat), **mkdir**, **rmdir**, **rename** `moveto`, **copy** `copyto`
+///   (after a stat: rclone would copy a directory's tree), **usage** `about
+///   --json`, **set_modified** `touch --no-create --timestamp`, **probe**
+///   [`Rclone::probe`]. `rename` first stats both ends: rclone merges a
+///   directory into an existing one and moves a file into a directory,
+///   where berth answers `Conflict`.
+/// - **Bounds**: every child gets `--retries 1 --low-level-retries 1` and
+///   rclone's connect and idle timeouts (80% of the storage's timeout,
+///   [`RcloneStorage::DEFAULT_TIMEOUT`] unless set). Commands that move no
+///   data are killed at the timeout, as is a read that sends no first byte;
+///   `copy`, `rename` and the upload after a write's body at one hour.
+/// - **Errors**: rclone's stderr, scrubbed of every secret of the remotes
+///   and of the `scrub` list, is classified: `Conflict` (directory not
+///   empty, is a directory, not a directory, exists), `Quota`,
+///   `Unsupported` (no `about`, cannot set times), then the probe
+///   classifier's kinds (network failures and timeouts `Transient`, refused
+///   credentials `Permission`, missing `NotFound`, rclone refusing the
+///   remote definition `InvalidConfig`), then rclone's exit codes (3 and 4
+///   `NotFound`, 5 `Transient`).
+/// - **Paths** are normalized ([`normalize_path`]: no `..`) and joined
+///   under the root into `name:root/path`, one argv element each: nothing
+///   is quoted, no shell is involved, and no secret is ever in argv.
+///
+/// **Capabilities**, claimed per rclone backend type, conservatively: only
 /// what rclone's backend is known to do, and what this adapter was checked
 /// against (the behaviour suite runs over `local` and `s3`).
 ///
@@ -145,27 +175,6 @@ const PATTERNS: &[(ErrorKind, &[&str])] = &[
 /// - `usage`: backends whose `about` reports total and free space (`local`,
 ///   `smb`, `drive`, `onedrive`, `dropbox`, `box`); others answer
 ///   `Unsupported` without asking.
-fn capability_of(rclone_type: &str) -> Capability {
-    Capability {
-        directories: matches!(
-            rclone_type,
-            "local" | "sftp" | "smb" | "ftp" | "webdav" | "drive" | "onedrive" | "dropbox" | "box"
-        ),
-        ranged_read: true,
-        copy: true,
-        atomic_rename: rclone_type == "local",
-        set_mtime: matches!(rclone_type, "local" | "sftp" | "smb" | "drive" | "onedrive"),
-        usage: matches!(
-            rclone_type,
-            "local" | "smb" | "drive" | "onedrive" | "dropbox" | "box"
-        ),
-        append: false,
-    }
-}
-
-/// A backend served by rclone: every [`Storage`] call runs one bounded
-/// rclone command (see the module documentation for the mapping) with the
-/// remotes defined in the child's environment only.
 pub struct RcloneStorage {
     rclone: Arc<Rclone>,
     remotes: Remotes,
