@@ -6,8 +6,6 @@
 
 mod rclone;
 
-pub use rclone::{remote_name, source as rclone_source, RcloneSource};
-
 use async_trait::async_trait;
 use berth_storage::catalog::{catalog, Config};
 use berth_storage::drivers::{DriverEnv, LocalStorage, MemoryStorage};
@@ -178,8 +176,11 @@ mod tests {
 
     #[test]
     fn rclone_remote_names_are_safe_and_stable() {
-        assert_eq!(remote_name("4179d7ddce2841c9"), "b_4179d7ddce2841c9");
-        assert_eq!(remote_name("A-b"), "b_a_b");
+        assert_eq!(
+            rclone::remote_name("4179d7ddce2841c9"),
+            "b_4179d7ddce2841c9"
+        );
+        assert_eq!(rclone::remote_name("A-b"), "b_a_b");
     }
 
     fn config(value: serde_json::Value) -> Config {

@@ -25,7 +25,7 @@ pub(crate) fn serves(provider: &Provider, config: &Config) -> bool {
 
 /// The rclone remote name of a backend: stable for its life, so rclone's
 /// VFS cache of a mount finds its pending uploads again after a restart.
-pub fn remote_name(backend_id: &str) -> String {
+pub(crate) fn remote_name(backend_id: &str) -> String {
     let safe: String = backend_id
         .chars()
         .map(|c| {
@@ -41,7 +41,7 @@ pub fn remote_name(backend_id: &str) -> String {
 
 /// The backend's remote definition and the path inside it that is the
 /// backend's root.
-pub struct RcloneSource {
+pub(crate) struct RcloneSource {
     /// The remote and (for wrappers, later) its upstreams.
     pub remotes: Remotes,
     /// Path inside the main remote the backend exposes (`""` for the whole).
@@ -52,7 +52,7 @@ pub struct RcloneSource {
 
 /// Describes `provider`'s backend as an rclone remote, refusing what rclone
 /// cannot serve for berth with a clear reason.
-pub async fn source(
+pub(crate) async fn source(
     provider: &Provider,
     config: &Config,
     ctx: &BuildContext<'_>,
@@ -83,7 +83,7 @@ pub async fn source(
             .root()
             .display()
             .to_string(),
-        _ if !crate::references(slug, config).is_empty() || is_wrapper(slug) => {
+        _ if is_wrapper(slug) => {
             return Err(StorageError::unsupported(format!(
                 "{slug} backends cannot run in rclone yet; use engine native"
             )))

@@ -67,6 +67,14 @@ pub fn fuse_device() -> Result<(), String> {
         .map_err(|e| format!("/dev/fuse is unavailable ({e})"))
 }
 
+/// A loopback port that was free a moment ago (for test servers).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A body split into `chunk`-sized pieces.
 pub fn chunked(data: &[u8], chunk: usize) -> ByteStream {
     let pieces: Vec<_> = data

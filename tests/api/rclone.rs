@@ -6,10 +6,10 @@
 
 use crate::cloud::assert_never_leaked;
 use crate::common::{assert_error, Api, Server};
-use berth_storage::testkit::available;
+use berth_storage::testkit::{available, free_port};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,14 +25,6 @@ fn rclone_present(test: &str) -> bool {
                 .ok_or_else(|| "rclone version failed".to_string())
         });
     available("BERTH_REQUIRE_RCLONE", test, probe)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `rclone serve webdav` of a temp dir with a user and password; killed on drop.

@@ -5,7 +5,8 @@
 
 mod storage;
 
-use std::net::{TcpListener, TcpStream};
+use berth_storage::testkit::free_port;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -80,14 +81,6 @@ fn remote(name: &str, rclone_type: &str, options: Vec<RcloneOption>) -> RemoteDe
 fn local_remotes(name: &str) -> Remotes {
     let options = vec![option::secret("description", SECRET)];
     Remotes::new(remote(name, "local", options), vec![]).unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A temp dir holding the backing store, mount point, cache and run dirs.

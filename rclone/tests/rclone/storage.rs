@@ -19,7 +19,8 @@ use berth_storage::{collect, once, ErrorKind, Storage};
 use futures::StreamExt;
 use tempfile::TempDir;
 
-use crate::{free_port, rclone, remote, test_name, SECRET};
+use crate::{rclone, remote, test_name, SECRET};
+use berth_storage::testkit::free_port;
 
 /// Passed in every storage's `scrub` list, and put in paths, to check that
 /// it never shows in a message.
