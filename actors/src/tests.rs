@@ -470,7 +470,7 @@ async fn a_panicking_mount_actor_is_restarted_and_keeps_serving() {
         .unwrap();
     assert!(status.success());
     mount_health_until(&fx, &view.id, |h| {
-        h.state == "active" && crate::mount::actor::is_mount_point(path)
+        h.state == "active" && crate::mount::engine::is_mount_point(path)
     })
     .await;
     assert_eq!(std::fs::read(path.join("before")).unwrap(), b"kept");
@@ -481,5 +481,5 @@ async fn a_panicking_mount_actor_is_restarted_and_keeps_serving() {
         span: Span::none(),
     };
     registry.send(delete).await.unwrap().unwrap();
-    assert!(!crate::mount::actor::is_mount_point(path));
+    assert!(!crate::mount::engine::is_mount_point(path));
 }

@@ -6,8 +6,10 @@
 
 mod rclone;
 
+pub use rclone::RcloneMountSource;
+
 use async_trait::async_trait;
-use berth_storage::catalog::{catalog, Config};
+use berth_storage::catalog::{catalog, Config, Provider};
 use berth_storage::drivers::{DriverEnv, LocalStorage, MemoryStorage};
 use berth_storage::remote::{parse_combine_upstreams, parse_union_upstreams, Remote};
 use berth_storage::{Resolve, Result, Storage, StorageError, SubPath};
@@ -69,15 +71,34 @@ impl Resolve for Opener<'_> {
     }
 }
 
+fn provider(slug: &str) -> Result<&'static Provider> {
+    catalog()
+        .get(slug)
+        .ok_or_else(|| StorageError::unsupported(format!("unknown provider '{slug}'")))
+}
+
+/// Whether rclone serves the backend (so its mounts run `rclone mount`).
+pub fn served_by_rclone(slug: &str, config: &Config) -> bool {
+    provider(slug).is_ok_and(|provider| rclone::serves(provider, config))
+}
+
+/// What `rclone mount` needs for a backend that rclone serves
+/// ([`served_by_rclone`]).
+pub async fn rclone_mount_source(
+    slug: &str,
+    config: &Config,
+    ctx: &BuildContext<'_>,
+) -> Result<RcloneMountSource> {
+    rclone::mount_source(provider(slug)?, config, ctx).await
+}
+
 /// Builds the engine for `slug` from its validated config.
 pub async fn build(
     slug: &str,
     config: &Config,
     ctx: &BuildContext<'_>,
 ) -> Result<Arc<dyn Storage>> {
-    let provider = catalog()
-        .get(slug)
-        .ok_or_else(|| StorageError::unsupported(format!("unknown provider '{slug}'")))?;
+    let provider = provider(slug)?;
     if rclone::serves(provider, config) {
         return rclone::build(provider, config, ctx).await;
     }

@@ -6,7 +6,7 @@
 //! [`RcloneStorage`].
 
 use crate::BuildContext;
-use berth_rclone::{RcloneStorage, RemoteDef, Remotes};
+use berth_rclone::{Rclone, RcloneStorage, RemoteDef, Remotes};
 use berth_storage::catalog::{Config, Provider};
 use berth_storage::drivers::LocalStorage;
 use berth_storage::{Result, Storage, StorageError};
@@ -41,18 +41,28 @@ pub(crate) fn remote_name(backend_id: &str) -> String {
 
 /// The backend's remote definition and the path inside it that is the
 /// backend's root.
-pub(crate) struct RcloneSource {
+struct RcloneSource {
     /// The remote and (for wrappers, later) its upstreams.
-    pub remotes: Remotes,
+    remotes: Remotes,
     /// Path inside the main remote the backend exposes (`""` for the whole).
-    pub root: String,
+    root: String,
     /// Secret values to cut out of rclone's messages.
-    pub scrub: Vec<String>,
+    scrub: Vec<String>,
+}
+
+/// What `rclone mount` needs to mount a backend rclone serves.
+pub struct RcloneMountSource {
+    /// The rclone binary.
+    pub rclone: Arc<Rclone>,
+    /// The backend's remote (and its upstreams).
+    pub remotes: Remotes,
+    /// Path inside the main remote that is the backend's root.
+    pub root: String,
 }
 
 /// Describes `provider`'s backend as an rclone remote, refusing what rclone
 /// cannot serve for berth with a clear reason.
-pub(crate) async fn source(
+async fn source(
     provider: &Provider,
     config: &Config,
     ctx: &BuildContext<'_>,
@@ -117,6 +127,16 @@ fn is_wrapper(slug: &str) -> bool {
     )
 }
 
+/// The rclone binary, or why a backend of `provider` cannot be served.
+fn binary(provider: &Provider, ctx: &BuildContext<'_>) -> Result<Arc<Rclone>> {
+    ctx.env.rclone.clone().map_err(|why| {
+        StorageError::unsupported(format!(
+            "provider '{}' is served by rclone, which is not available: {why}",
+            provider.slug
+        ))
+    })
+}
+
 /// Builds the storage of a backend served by rclone.
 pub(crate) async fn build(
     provider: &Provider,
@@ -124,16 +144,24 @@ pub(crate) async fn build(
     ctx: &BuildContext<'_>,
 ) -> Result<Arc<dyn Storage>> {
     let source = source(provider, config, ctx).await?;
-    let rclone = ctx.env.rclone.clone().map_err(|why| {
-        StorageError::unsupported(format!(
-            "provider '{}' is served by rclone, which is not available: {why}",
-            provider.slug
-        ))
-    })?;
     Ok(Arc::new(RcloneStorage::new(
-        rclone,
+        binary(provider, ctx)?,
         source.remotes,
         source.root,
         source.scrub,
     )))
+}
+
+/// What `rclone mount` needs for a backend rclone serves.
+pub(crate) async fn mount_source(
+    provider: &Provider,
+    config: &Config,
+    ctx: &BuildContext<'_>,
+) -> Result<RcloneMountSource> {
+    let source = source(provider, config, ctx).await?;
+    Ok(RcloneMountSource {
+        rclone: binary(provider, ctx)?,
+        remotes: source.remotes,
+        root: source.root,
+    })
 }

@@ -1,28 +1,32 @@
-//! One actor per mount: mounts the backend's storage through the VFS, watches
-//! that the kernel still serves it (remounting when it vanished behind our
-//! back), applies new settings live, and unmounts only after every pending
-//! upload is flushed. The data path never passes through this actor: FUSE
-//! requests go from the kernel to the `Vfs` on the data runtime.
+//! One actor per mount: mounts the backend through its engine (berth's VFS,
+//! or `rclone mount` for backends rclone serves), watches that the kernel
+//! still serves it (mounting again when it vanished behind our back, with
+//! backoff when it keeps vanishing), applies new settings, and unmounts only
+//! after every pending upload is flushed. The data path never passes through
+//! this actor: FUSE requests go from the kernel to the engine.
 
-use super::settings::{CacheModeName, VfsSettings};
+use super::engine::{is_mount_point, MountEngine, Mounted, Reconfigured};
+use super::settings::VfsSettings;
 use crate::book::ActorBook;
-use crate::guard::guard_future;
+use crate::guard::panic_message;
 use crate::mount_state::{transition, MountEvent, MountState};
 use crate::state::backoff;
 use crate::Timing;
 use actix::prelude::*;
 use berth_db::Db;
-use berth_storage::Storage;
-use berth_vfs::{mount, CacheMode, MountHandle, MountOptions, Vfs, VfsConfig};
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The actor kind name in the actor book.
 pub const KIND: &str = "mount";
 
 /// How often a live mount is checked.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// A mount lost sooner than this after it came up counts as a crash loop:
+/// the next attempt waits with backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Everything a mount actor needs to start.
 pub struct MountSpec {
@@ -30,16 +34,12 @@ pub struct MountSpec {
     pub id: String,
     /// Owning org.
     pub org: String,
-    /// The mounted backend's id.
-    pub backend_id: String,
     /// Absolute mount point inside the mount root.
     pub mount_path: PathBuf,
     /// The VFS settings.
     pub settings: VfsSettings,
-    /// The backend's live storage, already rooted at the mount's remote path.
-    pub storage: Arc<dyn Storage>,
-    /// This mount's own cache directory.
-    pub cache_dir: PathBuf,
+    /// What serves the mount.
+    pub engine: Arc<dyn MountEngine>,
 }
 
 /// Shared services handed to every mount actor.
@@ -60,15 +60,18 @@ pub struct MountActor {
     spec: MountSpec,
     services: MountServices,
     state: MountState,
-    vfs: Option<Arc<Vfs>>,
-    session: Option<MountHandle>,
     retry: Option<SpawnHandle>,
     created_dir: bool,
     waiting: Vec<tokio::sync::oneshot::Sender<()>>,
     panic_cause: Option<String>,
+    /// When the mount last became active.
+    active_since: Option<Instant>,
+    /// Losses in a row, each soon after the mount came up.
+    quick_losses: u32,
 }
 
-/// Apply new settings to the live mount.
+/// Apply new settings to the mount (live, or by mounting again when the
+/// engine needs that).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UpdateSettings(pub VfsSettings);
@@ -88,117 +91,19 @@ pub struct Unmount {
     pub forget: bool,
 }
 
-/// Files waiting in the write cache of a mount.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct PendingUploads;
-
-/// The VFS settings for the crate's config type.
-pub fn vfs_config(settings: &VfsSettings) -> VfsConfig {
-    VfsConfig {
-        cache_mode: match settings.cache_mode {
-            CacheModeName::Off => CacheMode::Off,
-            CacheModeName::Minimal => CacheMode::Minimal,
-            CacheModeName::Writes => CacheMode::Writes,
-            CacheModeName::Full => CacheMode::Full,
-        },
-        cache_max_age: Duration::from_secs(settings.cache_max_age),
-        cache_max_size: settings.cache_max_size,
-        dir_cache_time: Duration::from_secs(settings.dir_cache_time),
-        ..VfsConfig::default()
-    }
-}
-
-/// Detaches a dead FUSE mount left at `path` by an earlier run that died
-/// (its directory answers ENOTCONN; `stat` alone may still succeed from the
-/// kernel's attribute cache, so the directory is opened). Returns whether
-/// something was detached.
-fn clear_stale_mount(path: &Path) -> bool {
-    if !is_mount_point(path) {
-        return false;
-    }
-    match std::fs::read_dir(path) {
-        Err(err)
-            if matches!(
-                err.raw_os_error(),
-                Some(libc::ENOTCONN) | Some(libc::ECONNABORTED)
-            ) =>
-        {
-            let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-                return false;
-            };
-            // SAFETY: a valid NUL-terminated path; umount2 touches no other memory.
-            let detached = unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } == 0;
-            if !detached {
-                let _ = std::process::Command::new("fusermount3")
-                    .arg("-uz")
-                    .arg(path)
-                    .status();
-            }
-            tracing::warn!(path = %path.display(), "cleared a dead mount left by an earlier run");
-            true
+/// Runs engine work on the data runtime. A panic there comes back as the
+/// outer `Err` (so the actor restarts), a failure as the inner one.
+fn on_data_runtime<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    work: impl Future<Output = Result<T, String>> + Send + 'static,
+) -> impl Future<Output = Result<Result<T, String>, String>> {
+    let task = runtime.spawn(work);
+    async move {
+        match task.await {
+            Ok(result) => Ok(result),
+            Err(join) if join.is_panic() => Err(panic_message(join.into_panic().as_ref())),
+            Err(join) => Ok(Err(format!("mount task failed: {join}"))),
         }
-        _ => false,
-    }
-}
-
-/// Whether `path` is a mount point in this process's mount namespace.
-pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let wanted = path.to_string_lossy();
-    // Field 5 is the mount point, with spaces and friends octal-escaped.
-    info.lines().any(|line| {
-        line.split(' ').nth(4).is_some_and(|field| {
-            field
-                .replace("\\040", " ")
-                .replace("\\011", "\t")
-                .replace("\\012", "\n")
-                .replace("\\134", "\\")
-                == wanted
-        })
-    })
-}
-
-/// The blocking part of a mount attempt.
-struct MountJob {
-    path: PathBuf,
-    vfs: Option<Arc<Vfs>>,
-    storage: Arc<dyn Storage>,
-    config: VfsConfig,
-    cache_dir: PathBuf,
-    runtime: tokio::runtime::Handle,
-    fsname: String,
-}
-
-impl MountJob {
-    fn run(self) -> Result<(Arc<Vfs>, MountHandle, bool), String> {
-        clear_stale_mount(&self.path);
-        let created = !self.path.exists();
-        std::fs::create_dir_all(&self.path)
-            .map_err(|e| format!("cannot create {}: {e}", self.path.display()))?;
-        if is_mount_point(&self.path) {
-            return Err(format!("{} is already a mount point", self.path.display()));
-        }
-        let not_empty = std::fs::read_dir(&self.path)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?
-            .next()
-            .is_some();
-        if not_empty {
-            return Err(format!("mount path {} is not empty", self.path.display()));
-        }
-        let vfs = match self.vfs {
-            Some(vfs) => vfs,
-            None => Vfs::new(self.storage, self.config, self.cache_dir, self.runtime)
-                .map_err(|e| e.to_string())?,
-        };
-        let options = MountOptions {
-            fsname: self.fsname,
-            ..MountOptions::default()
-        };
-        let session = mount(vfs.clone(), &self.path, options).map_err(|e| e.to_string())?;
-        Ok((vfs, session, created))
     }
 }
 
@@ -209,12 +114,12 @@ impl MountActor {
             spec,
             services,
             state: MountState::Mounting { attempt: 0 },
-            vfs: None,
-            session: None,
             retry: None,
             created_dir: false,
             waiting: Vec::new(),
             panic_cause: None,
+            active_since: None,
+            quick_losses: 0,
         }
     }
 
@@ -245,26 +150,17 @@ impl MountActor {
     }
 
     fn begin_mount(&mut self, ctx: &mut Context<Self>) {
-        let job = MountJob {
-            path: self.spec.mount_path.clone(),
-            vfs: self.vfs.clone(),
-            storage: self.spec.storage.clone(),
-            config: vfs_config(&self.spec.settings),
-            cache_dir: self.spec.cache_dir.clone(),
-            runtime: self.services.data_runtime.clone(),
-            fsname: format!("berth:{}", self.spec.backend_id),
-        };
-        let attempt = guard_future(async move {
-            tokio::task::spawn_blocking(move || job.run())
-                .await
-                .map_err(|e| format!("mount task failed: {e}"))?
+        let engine = self.spec.engine.clone();
+        let path = self.spec.mount_path.clone();
+        let settings = self.spec.settings;
+        let attempt = on_data_runtime(&self.services.data_runtime, async move {
+            engine.mount(&path, &settings).await
         });
         ctx.wait(fut::wrap_future::<_, Self>(attempt).map(|outcome, act, ctx| {
             match outcome {
-                Ok(Ok((vfs, session, created))) => {
-                    act.vfs = Some(vfs);
-                    act.session = Some(session);
-                    act.created_dir |= created;
+                Ok(Ok(Mounted { created_dir })) => {
+                    act.created_dir |= created_dir;
+                    act.active_since = Some(Instant::now());
                     tracing::info!(mount = %act.spec.id, path = %act.spec.mount_path.display(), "mounted");
                     act.apply(MountEvent::Mounted, None);
                 }
@@ -284,12 +180,18 @@ impl MountActor {
     }
 
     /// Records a caught panic and stops, so the supervisor restarts the
-    /// actor. The live session and the `Vfs` are kept: the mount goes on
+    /// actor. The engine (with its live mount) is kept: the mount goes on
     /// serving through the restart.
     fn contain_panic(&mut self, panic: String, ctx: &mut Context<Self>) {
         tracing::error!(mount = %self.spec.id, %panic, "mount actor panicked; restarting");
         self.panic_cause = Some(panic);
         ctx.stop();
+    }
+
+    fn cancel_retry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(retry) = self.retry.take() {
+            ctx.cancel_future(retry);
+        }
     }
 
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
@@ -305,28 +207,39 @@ impl MountActor {
         }));
     }
 
-    /// Remounts when the kernel no longer serves the mount (external
-    /// `fusermount3 -u`, an aborted connection, a lazy unmount).
+    /// Leaves `active` for `mounting` and mounts again: at once after a
+    /// mount that had been up a while, with growing delays while it keeps
+    /// going down soon after coming up (an engine crashing in a loop).
+    fn mount_again(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        let quick = self
+            .active_since
+            .take()
+            .is_some_and(|since| since.elapsed() < STABLE_AFTER);
+        self.quick_losses = if quick { self.quick_losses + 1 } else { 0 };
+        self.apply(MountEvent::Lost, Some(reason));
+        let timing = self.services.timing;
+        let delay = match self.quick_losses {
+            0 => Duration::ZERO,
+            losses => backoff(losses, timing.retry_base, timing.retry_max),
+        };
+        self.cancel_retry(ctx);
+        self.retry = Some(ctx.run_later(delay, |act, ctx| {
+            act.retry = None;
+            act.begin_mount(ctx);
+        }));
+    }
+
+    /// Mounts again when the kernel no longer serves the mount (external
+    /// `fusermount3 -u`, an aborted connection, a lazy unmount, a killed
+    /// rclone).
     fn watch(&mut self, ctx: &mut Context<Self>) {
         if self.state != MountState::Active {
             return;
         }
-        let alive = self.session.as_ref().is_some_and(|s| s.is_alive())
-            && is_mount_point(&self.spec.mount_path);
+        let alive = self.spec.engine.is_serving() && is_mount_point(&self.spec.mount_path);
         if !alive {
             tracing::warn!(mount = %self.spec.id, "mount vanished; mounting again");
-            self.services.book.set_state(
-                KIND,
-                &self.spec.id,
-                "mounting",
-                Some("the mount vanished; remounting"),
-            );
-            if let Some(session) = self.session.take() {
-                // The kernel side is gone; joining the session threads is quick.
-                std::thread::spawn(move || drop(session));
-            }
-            self.apply(MountEvent::Lost, Some("the mount vanished; remounting"));
-            self.begin_mount(ctx);
+            self.mount_again("the mount vanished; remounting", ctx);
         }
     }
 }
@@ -384,10 +297,14 @@ impl Handler<Crash> for MountActor {
 impl Handler<UpdateSettings> for MountActor {
     type Result = ();
 
-    fn handle(&mut self, msg: UpdateSettings, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: UpdateSettings, ctx: &mut Context<Self>) {
         self.spec.settings = msg.0;
-        if let Some(vfs) = &self.vfs {
-            vfs.update_config(vfs_config(&msg.0));
+        let reconfigured = self.spec.engine.reconfigure(&msg.0);
+        if reconfigured == Reconfigured::NeedsRemount && self.state == MountState::Active {
+            tracing::info!(mount = %self.spec.id, "mounting again to apply new settings");
+            // Not a crash: the next mount is not delayed.
+            self.active_since = None;
+            self.mount_again("mounting again with new settings", ctx);
         }
     }
 }
@@ -408,88 +325,49 @@ impl Handler<Settled> for MountActor {
     }
 }
 
-impl Handler<PendingUploads> for MountActor {
-    type Result = usize;
-
-    fn handle(&mut self, _msg: PendingUploads, _ctx: &mut Context<Self>) -> usize {
-        self.vfs.as_ref().map_or(0, |vfs| vfs.pending_uploads())
-    }
-}
-
 impl Handler<Unmount> for MountActor {
     type Result = AtomicResponse<Self, Result<(), String>>;
 
     fn handle(&mut self, msg: Unmount, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(retry) = self.retry.take() {
-            ctx.cancel_future(retry);
-        }
+        self.cancel_retry(ctx);
         self.apply(MountEvent::Unmount, None);
-        // Nothing written is dropped: pending uploads finish first, and the
-        // mount stays up (serving) if they cannot.
-        let vfs = self.vfs.clone();
-        let flush = async move {
-            match vfs {
-                Some(vfs) => vfs
-                    .flush_all()
-                    .await
-                    .map_err(|e| format!("pending uploads failed: {e}")),
-                None => Ok(()),
-            }
-        };
+        // Nothing written is dropped: the engine uploads what is pending
+        // first, and keeps the mount up (serving) if it cannot.
+        let engine = self.spec.engine.clone();
+        let path = self.spec.mount_path.clone();
         let remove_dir = msg.forget && self.created_dir;
-        let work =
-            fut::wrap_future::<_, Self>(guard_future(flush)).then(move |flushed, act, _ctx| {
+        let work = on_data_runtime(&self.services.data_runtime, async move {
+            engine.unmount(&path).await?;
+            if remove_dir {
+                let _ = tokio::fs::remove_dir(&path).await;
+            }
+            Ok(())
+        });
+        let forget = msg.forget;
+        AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(work).map(
+            move |outcome, act, ctx| {
                 // A panic keeps the mount up, like a failed flush, and
                 // restarts the actor once the caller has its answer.
-                let flushed = flushed.unwrap_or_else(|panic| {
-                    act.panic_cause = Some(panic.clone());
+                let result = outcome.unwrap_or_else(|panic| {
+                    act.contain_panic(panic.clone(), ctx);
                     Err(panic)
                 });
-                let session = if flushed.is_ok() {
-                    act.session.take()
-                } else {
-                    None
-                };
-                let path = act.spec.mount_path.clone();
-                fut::wrap_future::<_, Self>(async move {
-                    flushed?;
-                    tokio::task::spawn_blocking(move || {
-                        match session {
-                            Some(session) => session.unmount().map_err(|e| e.to_string())?,
-                            // Never mounted by this run: detach what a dead one left.
-                            None => {
-                                clear_stale_mount(&path);
-                            }
+                match &result {
+                    Ok(()) => {
+                        act.apply(MountEvent::Unmounted, None);
+                        if forget {
+                            act.services.book.remove(KIND, &act.spec.id);
                         }
-                        if remove_dir {
-                            let _ = std::fs::remove_dir(&path);
-                        }
-                        Ok::<_, String>(())
-                    })
-                    .await
-                    .map_err(|e| format!("unmount task failed: {e}"))?
-                })
-            });
-        let forget = msg.forget;
-        AtomicResponse::new(Box::pin(work.map(move |result, act, ctx| {
-            if let Some(panic) = act.panic_cause.take() {
-                act.contain_panic(panic, ctx);
-            }
-            match &result {
-                Ok(()) => {
-                    act.apply(MountEvent::Unmounted, None);
-                    if forget {
-                        act.services.book.remove(KIND, &act.spec.id);
+                    }
+                    Err(error) => {
+                        tracing::error!(mount = %act.spec.id, %error, "unmount failed");
+                        act.services
+                            .book
+                            .set_state(KIND, &act.spec.id, "unmounting", Some(error));
                     }
                 }
-                Err(error) => {
-                    tracing::error!(mount = %act.spec.id, %error, "unmount failed");
-                    act.services
-                        .book
-                        .set_state(KIND, &act.spec.id, "unmounting", Some(error));
-                }
-            }
-            result
-        })))
+                result
+            },
+        )))
     }
 }

@@ -1,6 +1,8 @@
-//! Mounts: the mount actor, the API's settings, and the mount path rules.
+//! Mounts: the mount actor, the engines that serve mounts, the API's
+//! settings, and the mount path rules.
 
 pub mod actor;
+pub mod engine;
 mod paths;
 mod settings;
 

@@ -1,9 +1,13 @@
 //! The `vfs_config` of a mount as the API takes it: numbers or the spec's
-//! strings (`"1h"`, `"30m"`, `"20G"`, `"128M"`), validated field by field.
+//! strings (`"1h"`, `"30m"`, `"20G"`, `"128M"`), validated field by field,
+//! and the one place it becomes either engine's settings.
 
+use berth_rclone::VfsFlags;
 use berth_storage::units::{parse_duration, parse_size};
+use berth_vfs::{CacheMode, VfsConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// How file data is cached (see docs/SEMANTICS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +71,39 @@ fn bytes(field: &str, value: &Value) -> Result<u64, String> {
 }
 
 impl VfsSettings {
+    /// The settings of berth's own VFS.
+    pub fn vfs_config(&self) -> VfsConfig {
+        VfsConfig {
+            cache_mode: match self.cache_mode {
+                CacheModeName::Off => CacheMode::Off,
+                CacheModeName::Minimal => CacheMode::Minimal,
+                CacheModeName::Writes => CacheMode::Writes,
+                CacheModeName::Full => CacheMode::Full,
+            },
+            cache_max_age: Duration::from_secs(self.cache_max_age),
+            cache_max_size: self.cache_max_size,
+            dir_cache_time: Duration::from_secs(self.dir_cache_time),
+            ..VfsConfig::default()
+        }
+    }
+
+    /// The same settings as `rclone mount` flags, with berth's write-back delay.
+    pub fn rclone_flags(&self) -> VfsFlags {
+        use berth_rclone::CacheMode as Rclone;
+        VfsFlags {
+            cache_mode: match self.cache_mode {
+                CacheModeName::Off => Rclone::Off,
+                CacheModeName::Minimal => Rclone::Minimal,
+                CacheModeName::Writes => Rclone::Writes,
+                CacheModeName::Full => Rclone::Full,
+            },
+            cache_max_age: Duration::from_secs(self.cache_max_age),
+            cache_max_size: self.cache_max_size,
+            dir_cache_time: Duration::from_secs(self.dir_cache_time),
+            write_back: Some(VfsConfig::default().write_back),
+        }
+    }
+
     /// Applies the fields of a `vfs_config` object on top of `self`; an
     /// unknown field or a bad value is an error naming the field.
     pub fn merged(&self, value: &Value) -> Result<VfsSettings, String> {

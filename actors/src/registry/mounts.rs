@@ -7,6 +7,7 @@ use crate::error::RegistryError;
 use crate::mount::actor::{
     self, MountActor, MountServices, MountSpec, Settled, Unmount, UpdateSettings,
 };
+use crate::mount::engine::{MountEngine, NativeEngine, RcloneBackend, RcloneEngine};
 use crate::mount::{resolve_mount_path, VfsSettings};
 use crate::mount_state::MountState;
 use actix::prelude::*;
@@ -15,6 +16,7 @@ use berth_engines::BackendLookup;
 use berth_storage::{normalize_path, SubPath};
 use chrono::Utc;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info_span, Span};
 
@@ -145,27 +147,55 @@ impl Registry {
         }
     }
 
-    /// Starts the actor of a stored mount.
+    /// Starts the actor of a stored mount, with the engine that serves its
+    /// backend: `rclone mount` for backends rclone serves, berth's VFS
+    /// otherwise.
     pub(super) fn start_mount(
         &self,
         row: &MountRow,
         settings: VfsSettings,
     ) -> Result<Addr<MountActor>, RegistryError> {
-        let storage = self
-            .directory
-            .for_org(&row.org)
-            .lookup(&row.backend_id)
-            .map_err(|_| RegistryError::backend_not_found())?;
-        let storage = SubPath::wrap(storage, &row.remote_path)
-            .map_err(|e| RegistryError::Invalid(format!("Invalid remote_path: {e}")))?;
+        let backend = self
+            .backends
+            .get(&row.backend_id)
+            .filter(|b| b.row.org == row.org)
+            .ok_or_else(RegistryError::backend_not_found)?;
+        let cache_dir = self.settings.cache_root.join(&row.id);
+        let engine: Arc<dyn MountEngine> =
+            if berth_engines::served_by_rclone(&backend.row.slug, &backend.config) {
+                let source = RcloneBackend {
+                    id: row.backend_id.clone(),
+                    slug: backend.row.slug.clone(),
+                    config: backend.config.clone(),
+                    env: self.settings.env.clone(),
+                    lookup: self.directory.for_org(&row.org),
+                };
+                Arc::new(RcloneEngine::new(
+                    source,
+                    row.remote_path.clone(),
+                    cache_dir,
+                ))
+            } else {
+                let storage = self
+                    .directory
+                    .for_org(&row.org)
+                    .lookup(&row.backend_id)
+                    .map_err(|_| RegistryError::backend_not_found())?;
+                let storage = SubPath::wrap(storage, &row.remote_path)
+                    .map_err(|e| RegistryError::Invalid(format!("Invalid remote_path: {e}")))?;
+                Arc::new(NativeEngine::new(
+                    storage,
+                    cache_dir,
+                    self.settings.data_runtime.clone(),
+                    format!("berth:{}", row.backend_id),
+                ))
+            };
         let spec = MountSpec {
             id: row.id.clone(),
             org: row.org.clone(),
-            backend_id: row.backend_id.clone(),
             mount_path: row.mount_path.clone().into(),
             settings,
-            storage,
-            cache_dir: self.settings.cache_root.join(&row.id),
+            engine,
         };
         let services = self.mount_services();
         Ok(Supervisor::start(move |_| MountActor::new(spec, services)))
