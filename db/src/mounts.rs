@@ -32,6 +32,8 @@ pub struct MountRow {
     pub last_error: Option<String>,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// berth created the mount point (and removes it on DELETE).
+    pub created_mount_point: bool,
 }
 
 impl Db {

@@ -74,6 +74,8 @@ diesel::table! {
         last_error -> Nullable<Text>,
         /// Creation time, Unix milliseconds.
         created_at_ms -> BigInt,
+        /// berth created the mount point (and removes it on DELETE).
+        created_mount_point -> Bool,
     }
 }
 

@@ -357,6 +357,7 @@ mod cases {
             status: "mounting".into(),
             last_error: None,
             created_at_ms: 5,
+            created_mount_point: true,
         };
         h.db.insert_mount(&mount).unwrap();
         let same_path = MountRow {

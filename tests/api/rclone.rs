@@ -5,69 +5,11 @@
 //! `BERTH_REQUIRE_RCLONE=1` (scripts/test.sh).
 
 use crate::cloud::assert_never_leaked;
+use crate::common::rclone::{rclone_present, WebDav};
 use crate::common::{assert_error, Api, Server};
-use berth_storage::testkit::{available, free_port};
+use berth_storage::testkit::free_port;
 use reqwest::StatusCode;
 use serde_json::json;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-fn rclone_present(test: &str) -> bool {
-    let probe = Command::new("rclone")
-        .arg("version")
-        .output()
-        .map_err(|e| format!("rclone cannot run ({e})"))
-        .and_then(|out| {
-            out.status
-                .success()
-                .then_some(())
-                .ok_or_else(|| "rclone version failed".to_string())
-        });
-    available("BERTH_REQUIRE_RCLONE", test, probe)
-}
-
-/// `rclone serve webdav` of a temp dir with a user and password; killed on drop.
-struct WebDav {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl WebDav {
-    fn start(user: &str, pass: &str) -> WebDav {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new("rclone")
-            .args(["serve", "webdav"])
-            .arg(dir.path())
-            .args(["--addr", &format!("127.0.0.1:{port}")])
-            .args(["--user", user, "--pass", pass])
-            .env("RCLONE_CONFIG", "/dev/null")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        WebDav {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        }
-    }
-}
-
-impl Drop for WebDav {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn webdav_connects_and_wrong_passwords_are_clear_400s() {

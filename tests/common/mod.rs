@@ -2,6 +2,8 @@
 //! dir, and talks to it over real HTTP.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod rclone;
+
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::Value;

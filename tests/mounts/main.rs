@@ -5,6 +5,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod rclone;
 
 use berth_storage::testkit::{available, fuse_device};
 use common::{assert_error, Api, Server};

@@ -5,7 +5,7 @@
 //! after every pending upload is flushed. The data path never passes through
 //! this actor: FUSE requests go from the kernel to the engine.
 
-use super::engine::{is_mount_point, MountEngine, Mounted, Reconfigured};
+use super::engine::{is_mount_point, MountEngine, Reconfigured};
 use super::settings::VfsSettings;
 use crate::book::ActorBook;
 use crate::guard::panic_message;
@@ -61,7 +61,6 @@ pub struct MountActor {
     services: MountServices,
     state: MountState,
     retry: Option<SpawnHandle>,
-    created_dir: bool,
     waiting: Vec<tokio::sync::oneshot::Sender<()>>,
     panic_cause: Option<String>,
     /// When the mount last became active.
@@ -81,9 +80,9 @@ pub struct UpdateSettings(pub VfsSettings);
 #[rtype(result = "()")]
 pub struct Settled;
 
-/// Flush pending uploads, then unmount. `forget` also removes the mount
-/// point berth created (DELETE); without it the mount stays desired state
-/// for the next start (shutdown).
+/// Flush pending uploads, then unmount. `forget` (DELETE) also drops the
+/// mount from the actor book; without it the mount stays desired state for
+/// the next start (shutdown).
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct Unmount {
@@ -115,7 +114,6 @@ impl MountActor {
             services,
             state: MountState::Mounting { attempt: 0 },
             retry: None,
-            created_dir: false,
             waiting: Vec::new(),
             panic_cause: None,
             active_since: None,
@@ -158,8 +156,7 @@ impl MountActor {
         });
         ctx.wait(fut::wrap_future::<_, Self>(attempt).map(|outcome, act, ctx| {
             match outcome {
-                Ok(Ok(Mounted { created_dir })) => {
-                    act.created_dir |= created_dir;
+                Ok(Ok(())) => {
                     act.active_since = Some(Instant::now());
                     tracing::info!(mount = %act.spec.id, path = %act.spec.mount_path.display(), "mounted");
                     act.apply(MountEvent::Mounted, None);
@@ -335,13 +332,8 @@ impl Handler<Unmount> for MountActor {
         // first, and keeps the mount up (serving) if it cannot.
         let engine = self.spec.engine.clone();
         let path = self.spec.mount_path.clone();
-        let remove_dir = msg.forget && self.created_dir;
         let work = on_data_runtime(&self.services.data_runtime, async move {
-            engine.unmount(&path).await?;
-            if remove_dir {
-                let _ = tokio::fs::remove_dir(&path).await;
-            }
-            Ok(())
+            engine.unmount(&path).await
         });
         let forget = msg.forget;
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(work).map(

@@ -31,13 +31,6 @@ pub enum Reconfigured {
     NeedsRemount,
 }
 
-/// What a successful mount reports.
-#[derive(Debug, Clone, Copy)]
-pub struct Mounted {
-    /// The mount point did not exist and was created (removed again on DELETE).
-    pub created_dir: bool,
-}
-
 /// An engine that serves one mount.
 #[async_trait]
 pub trait MountEngine: Send + Sync {
@@ -45,8 +38,9 @@ pub trait MountEngine: Send + Sync {
     /// it. Whatever the engine still held from an earlier mount (a lost
     /// session, a child whose mount vanished) is let go of first, without
     /// dropping what waits to upload. A dead FUSE mount left at `path` is
-    /// cleared; any other mount there, or a non-empty directory, fails.
-    async fn mount(&self, path: &Path, settings: &VfsSettings) -> Result<Mounted, String>;
+    /// cleared and a missing directory created; any other mount there, or a
+    /// non-empty directory, fails.
+    async fn mount(&self, path: &Path, settings: &VfsSettings) -> Result<(), String>;
     /// Whether the engine's side of the mount still runs (the actor checks
     /// the kernel's mount table too).
     fn is_serving(&self) -> bool;
@@ -111,9 +105,8 @@ pub fn is_mount_point(path: &Path) -> bool {
 
 /// Makes `path` ready to be mounted on: a dead mount is cleared, a missing
 /// directory created; a live mount or a non-empty directory is refused.
-fn prepare_mount_point(path: &Path) -> Result<Mounted, String> {
+fn prepare_mount_point(path: &Path) -> Result<(), String> {
     clear_stale_mount(path);
-    let created_dir = !path.exists();
     std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     if is_mount_point(path) {
         return Err(format!("{} is already a mount point", path.display()));
@@ -125,7 +118,7 @@ fn prepare_mount_point(path: &Path) -> Result<Mounted, String> {
     if not_empty {
         return Err(format!("mount path {} is not empty", path.display()));
     }
-    Ok(Mounted { created_dir })
+    Ok(())
 }
 
 /// Runs blocking filesystem work off the async threads.
@@ -179,7 +172,7 @@ impl NativeEngine {
 
 #[async_trait]
 impl MountEngine for NativeEngine {
-    async fn mount(&self, path: &Path, settings: &VfsSettings) -> Result<Mounted, String> {
+    async fn mount(&self, path: &Path, settings: &VfsSettings) -> Result<(), String> {
         let old_session = self.take_session();
         let vfs = match self.vfs() {
             Some(vfs) => {
@@ -203,16 +196,15 @@ impl MountEngine for NativeEngine {
             ..MountOptions::default()
         };
         let path = path.to_path_buf();
-        let (mounted, session) = blocking(move || {
+        let session = blocking(move || {
             // The kernel side of a lost session is gone; joining its threads is quick.
             drop(old_session);
-            let mounted = prepare_mount_point(&path)?;
-            let session = mount(vfs, &path, options).map_err(|e| e.to_string())?;
-            Ok((mounted, session))
+            prepare_mount_point(&path)?;
+            mount(vfs, &path, options).map_err(|e| e.to_string())
         })
         .await?;
         *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
-        Ok(mounted)
+        Ok(())
     }
 
     fn is_serving(&self) -> bool {
@@ -306,7 +298,7 @@ fn join_remote_path(root: &str, sub: &str) -> String {
 
 #[async_trait]
 impl MountEngine for RcloneEngine {
-    async fn mount(&self, path: &Path, settings: &VfsSettings) -> Result<Mounted, String> {
+    async fn mount(&self, path: &Path, settings: &VfsSettings) -> Result<(), String> {
         let mut child = self.child.lock().await;
         // A child whose mount vanished may still hold queued uploads (an
         // aborted FUSE connection leaves rclone running): drained first.
@@ -327,7 +319,7 @@ impl MountEngine for RcloneEngine {
             .map_err(|e| e.message)?;
         let target = join_remote_path(&source.root, &self.remote_path);
         let prepared = path.to_path_buf();
-        let mounted = blocking(move || prepare_mount_point(&prepared)).await?;
+        blocking(move || prepare_mount_point(&prepared)).await?;
         let mut started = RcloneMount::spawn(
             &source.rclone,
             &source.remotes,
@@ -345,7 +337,7 @@ impl MountEngine for RcloneEngine {
             .await
             .map_err(|e| e.to_string())?;
         *child = Some(started);
-        Ok(mounted)
+        Ok(())
     }
 
     fn is_serving(&self) -> bool {

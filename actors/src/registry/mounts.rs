@@ -322,6 +322,7 @@ impl Registry {
                 other.row.mount_path
             ))));
         }
+        let created_mount_point = !path.exists();
         match std::fs::read_dir(&path).map(|mut entries| entries.next().is_some()) {
             Ok(true) => {
                 return ready(Err(RegistryError::Conflict(format!(
@@ -348,6 +349,7 @@ impl Registry {
             status: MountState::Mounting { attempt: 0 }.as_str().into(),
             last_error: None,
             created_at_ms: Utc::now().timestamp_millis(),
+            created_mount_point,
         };
         if let Err(err) = self.settings.db.insert_mount(&row) {
             return ready(Err(super::db_error(err)));
@@ -396,7 +398,12 @@ impl Registry {
             match outcome {
                 Ok(Ok(())) => {
                     act.settings.db.delete_mount(&id).map_err(super::db_error)?;
-                    act.mounts.remove(&id);
+                    if let Some(entry) = act.mounts.remove(&id) {
+                        if entry.row.created_mount_point {
+                            // Only when empty: never what someone put there.
+                            let _ = std::fs::remove_dir(&entry.row.mount_path);
+                        }
+                    }
                     let cache_dir = act.settings.cache_root.join(&id);
                     if let Err(err) = std::fs::remove_dir_all(&cache_dir) {
                         if err.kind() != std::io::ErrorKind::NotFound {

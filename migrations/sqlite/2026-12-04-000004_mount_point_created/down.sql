@@ -1,0 +1,1 @@
+ALTER TABLE mounts DROP COLUMN created_mount_point;
