@@ -51,7 +51,11 @@ fn rclone_child(path: &Path) -> Option<(i32, Vec<String>)> {
 /// write-back delay.
 fn write_queued(root: &Path, prefix: &str, count: usize) {
     for i in 0..count {
-        fs::write(root.join(format!("{prefix}{i}.txt")), format!("{prefix} {i}")).unwrap();
+        fs::write(
+            root.join(format!("{prefix}{i}.txt")),
+            format!("{prefix} {i}"),
+        )
+        .unwrap();
     }
 }
 
@@ -174,7 +178,8 @@ fn rclone_mounts_live_through_restarts_crashes_and_kills() {
     );
     assert_eq!(patched.0, StatusCode::OK, "{}", patched.1);
     eventually(30, "rclone to run with the new cache mode", || {
-        rclone_child(&path).is_some_and(|(_, args)| args.join(" ").contains("--vfs-cache-mode full"))
+        rclone_child(&path)
+            .is_some_and(|(_, args)| args.join(" ").contains("--vfs-cache-mode full"))
             && fstype(&path).as_deref() == Some("fuse.rclone")
     });
     eventually(30, "the mount to be active again", || {

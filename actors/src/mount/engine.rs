@@ -166,7 +166,10 @@ impl NativeEngine {
     }
 
     fn take_session(&self) -> Option<MountHandle> {
-        self.session.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -342,9 +345,9 @@ impl MountEngine for RcloneEngine {
 
     fn is_serving(&self) -> bool {
         // Busy means mounting or unmounting: not lost.
-        self.child
-            .try_lock()
-            .map_or(true, |mut child| child.as_mut().is_some_and(|c| c.is_alive()))
+        self.child.try_lock().map_or(true, |mut child| {
+            child.as_mut().is_some_and(|c| c.is_alive())
+        })
     }
 
     fn reconfigure(&self, _settings: &VfsSettings) -> Reconfigured {
