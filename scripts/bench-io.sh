@@ -2,8 +2,10 @@
 # Prints I/O figures for a local backend mounted through the service, next to
 # `rclone mount` of the same directory (when rclone is installed) in the same
 # run: sequential write and read (cold, then warm) of a file (default 1 GiB), `ls -l` of a
-# 10,000-file directory cold and warm, and 1,000 creates; then the same for an
-# S3 backend served by s3s-fs, when it is installed. Figures, not a test.
+# 10,000-file directory cold and warm, and 1,000 creates; then the same
+# through berth's rclone engine (the backend created with "engine": "rclone",
+# so berth runs `rclone mount`: what the native engine buys); then all of it
+# for an S3 backend served by s3s-fs, when it is installed. Figures, not a test.
 #   scripts/bench-io.sh [SIZE_MIB] [BERTH_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,6 +104,10 @@ mkdir -p "$dir/local/store/many"
 (cd "$dir/local/store/many" && seq 1 10000 | xargs touch)
 bench_berth "local"
 bench_rclone "local" "$dir/local/store"
+if command -v rclone >/dev/null 2>&1; then
+    backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\", \"engine\": \"rclone\"}" | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
+    bench_berth "local engine=rclone"
+fi
 
 # S3: s3s-fs (`cargo install s3s-fs --version 0.14.1 --locked --features
 # binary`) serves a directory as buckets, checks keys and is fast enough not
@@ -119,6 +125,8 @@ if command -v s3s-fs >/dev/null 2>&1; then
         RCLONE_CONFIG_BENCHS3_ENDPOINT="http://127.0.0.1:$port" RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=benchkey \
         RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=benchsecret RCLONE_CONFIG_BENCHS3_REGION=us-east-1
     bench_rclone "s3" "benchs3:bench"
+    backend="$(api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"http://127.0.0.1:$port\", \"access_key_id\": \"benchkey\", \"secret_access_key\": \"benchsecret\", \"region\": \"us-east-1\", \"engine\": \"rclone\"}" | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
+    bench_berth "s3 engine=rclone" "bench"
     kill "$s3pid" 2>/dev/null || true
 else
     echo "(no s3s-fs on PATH: S3 figures skipped)"

@@ -24,7 +24,31 @@ struct Layer {
     otlp_endpoint: Option<String>,
     log: Option<String>,
     rclone: Option<String>,
+    #[serde(default, deserialize_with = "flag_text")]
+    host_credentials: Option<String>,
     backends: Option<BackendsLayer>,
+}
+
+/// A flag written as a TOML boolean or (like its variable) as text.
+fn flag_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    Ok(Option::<Flag>::deserialize(d)?.map(|flag| match flag {
+        Flag::Bool(on) => on.to_string(),
+        Flag::Text(text) => text,
+    }))
+}
+
+fn flag(value: Option<String>, key: &str) -> Result<bool, String> {
+    match non_empty(value).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no" | "off") => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some(other) => Err(format!("{key}: expected true or false, got '{other}'")),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +82,8 @@ pub struct Settings {
     pub log: String,
     /// The rclone binary that serves providers without a native engine.
     pub rclone: PathBuf,
+    /// Backends may use the host's own credentials and files anywhere.
+    pub host_credentials: bool,
     /// Probe timeout for backends.
     pub probe_timeout: Duration,
     /// First retry delay for failed backends.
@@ -85,6 +111,7 @@ impl std::fmt::Debug for Settings {
             .field("master_key_file", &self.master_key_file)
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("rclone", &self.rclone)
+            .field("host_credentials", &self.host_credentials)
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +134,8 @@ fn merge(base: &mut Layer, top: Layer) {
         master_key_file,
         otlp_endpoint,
         log,
-        rclone
+        rclone,
+        host_credentials
     );
     if let Some(top) = top.backends {
         let backends = base.backends.get_or_insert_with(BackendsLayer::default);
@@ -135,6 +163,7 @@ fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> Layer {
         otlp_endpoint: env("BERTH_OTLP_ENDPOINT"),
         log: env("BERTH_LOG"),
         rclone: env("BERTH_RCLONE"),
+        host_credentials: env("BERTH_HOST_CREDENTIALS"),
         backends: Some(BackendsLayer {
             probe_timeout: env("BERTH_PROBE_TIMEOUT"),
             retry_base: env("BERTH_RETRY_BASE"),
@@ -200,6 +229,7 @@ impl Settings {
             otlp_endpoint: non_empty(layer.otlp_endpoint),
             log: non_empty(layer.log).unwrap_or_else(|| "info".into()),
             rclone: PathBuf::from(non_empty(layer.rclone).unwrap_or_else(|| "rclone".into())),
+            host_credentials: flag(layer.host_credentials, "host_credentials")?,
             probe_timeout: duration(backends.probe_timeout, "probe_timeout")?,
             retry_base: duration(backends.retry_base, "retry_base")?,
             retry_max: duration(backends.retry_max, "retry_max")?,
@@ -236,6 +266,20 @@ mod tests {
         assert_eq!(s.master_key_file, PathBuf::from("./data/master.key"));
         assert_eq!(s.jwt_secret, None);
         assert_eq!(s.probe_timeout, Duration::from_secs(30));
+        assert!(!s.host_credentials);
+    }
+
+    #[test]
+    fn host_credentials_is_a_flag_in_files_and_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "host_credentials = true\n").unwrap();
+        assert!(load(Some(&file), &[]).unwrap().host_credentials);
+        let off = [("BERTH_HOST_CREDENTIALS", "false")];
+        assert!(!load(Some(&file), &off).unwrap().host_credentials);
+        assert!(load(None, &[("BERTH_HOST_CREDENTIALS", "1")]).unwrap().host_credentials);
+        let err = load(None, &[("BERTH_HOST_CREDENTIALS", "maybe")]).unwrap_err();
+        assert!(err.contains("host_credentials"), "{err}");
     }
 
     #[test]

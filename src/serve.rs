@@ -61,7 +61,10 @@ pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> 
     let jwt = jwt_key(&settings)?;
     let env = EngineEnv {
         hashes: Arc::new(berth_layers::DbHashStore::new(db.clone())),
-        drivers: DriverEnv { local_roots },
+        drivers: DriverEnv {
+            local_roots,
+            host_credentials: settings.host_credentials,
+        },
         state_dir: settings.data_dir.join("engines"),
         rclone: locate_rclone(&settings.rclone).await,
     };

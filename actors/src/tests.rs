@@ -55,6 +55,7 @@ fn fixture() -> Fixture {
         env: EngineEnv {
             drivers: DriverEnv {
                 local_roots: vec![local.canonicalize().unwrap()],
+                host_credentials: false,
             },
             state_dir: dir.path().join("state"),
             hashes: Arc::new(berth_layers::MemoryHashStore::new()),

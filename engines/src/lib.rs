@@ -4,6 +4,7 @@
 //! `remote`/`upstreams` reference. Every other provider, and any backend
 //! created with `"engine": "rclone"`, is served by rclone ([`rclone`]).
 
+mod host;
 mod rclone;
 
 pub use rclone::RcloneMountSource;
@@ -89,16 +90,19 @@ pub async fn rclone_mount_source(
     config: &Config,
     ctx: &BuildContext<'_>,
 ) -> Result<RcloneMountSource> {
+    host::check(slug, config, &ctx.env.drivers)?;
     rclone::mount_source(provider(slug)?, config, ctx).await
 }
 
-/// Builds the engine for `slug` from its validated config.
+/// Builds the engine for `slug` from its validated config, once the config
+/// is known to take nothing from berth's host that it may not.
 pub async fn build(
     slug: &str,
     config: &Config,
     ctx: &BuildContext<'_>,
 ) -> Result<Arc<dyn Storage>> {
     let provider = provider(slug)?;
+    host::check(slug, config, &ctx.env.drivers)?;
     if rclone::serves(provider, config) {
         return rclone::build(provider, config, ctx).await;
     }

@@ -24,6 +24,7 @@ fn config(value: Value) -> Map<String, Value> {
 fn env_for(dirs: &[&Path]) -> DriverEnv {
     DriverEnv {
         local_roots: dirs.iter().map(|d| d.to_path_buf()).collect(),
+        host_credentials: false,
     }
 }
 
@@ -174,6 +175,7 @@ async fn root_must_exist_and_be_an_absolute_directory() {
             allowed.path().into(),
             second.path().into(),
         ],
+        ..DriverEnv::default()
     };
     let inside_second = LocalStorage::from_config(&config(json!({"root": second.path()})), &env2)
         .await

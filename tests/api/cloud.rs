@@ -263,5 +263,15 @@ fn gcs_connects_to_the_emulator() {
         "/api/v1/backends/google-cloud-storage",
         &json!({"service_account_file": "/etc/hoody/gcs-sa.json"}),
     );
-    assert_error(&missing, StatusCode::BAD_REQUEST, "/etc/hoody/gcs-sa.json");
+    assert_error(
+        &missing,
+        StatusCode::BAD_REQUEST,
+        "service_account_file '/etc/hoody/gcs-sa.json' is outside the allowed local roots",
+    );
+    // The host's own identity is not lent to API callers either.
+    let ambient = api.post(
+        "/api/v1/backends/s3",
+        &json!({"endpoint": "http://127.0.0.1:9", "env_auth": true}),
+    );
+    assert_error(&ambient, StatusCode::BAD_REQUEST, "BERTH_HOST_CREDENTIALS");
 }

@@ -164,6 +164,7 @@ fn main() {
         .unwrap();
     let env = DriverEnv {
         local_roots: vec![root.clone()],
+        host_credentials: false,
     };
     let local = rt
         .block_on(LocalStorage::new(

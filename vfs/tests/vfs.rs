@@ -46,6 +46,7 @@ async fn local_store() -> (Arc<dyn Storage>, TempDir) {
     let root = tempfile::tempdir().unwrap();
     let env = DriverEnv {
         local_roots: vec![root.path().to_path_buf()],
+        ..DriverEnv::default()
     };
     let store = LocalStorage::new(root.path().to_str().unwrap(), LocalOptions::default(), &env)
         .await

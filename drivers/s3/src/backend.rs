@@ -133,8 +133,12 @@ pub(crate) fn conflict(path: &str, what: &str) -> StorageError {
     StorageError::new(ErrorKind::Conflict, format!("{path}: {what}"))
 }
 
+/// An S3 time in whole seconds: HEAD answers `Last-Modified` in seconds
+/// (an HTTP date) while listings carry milliseconds, and the VFS compares
+/// them to tell whether an object changed.
 pub(crate) fn to_system_time(time: Option<&DateTime>) -> Option<SystemTime> {
-    time.and_then(|t| SystemTime::try_from(*t).ok())
+    let secs = u64::try_from(time?.secs()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 pub(crate) fn file_entry(path: String, size: i64, modified: Option<&DateTime>) -> Entry {
@@ -677,5 +681,23 @@ impl Storage for S3Storage {
             .await
             .map_err(self.fail(""))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_and_headed_times_agree() {
+        let listed = DateTime::from_millis(1_764_842_400_123);
+        let headed = DateTime::from_secs(1_764_842_400);
+        assert_eq!(
+            to_system_time(Some(&listed)),
+            to_system_time(Some(&headed))
+        );
+        assert!(to_system_time(Some(&headed)).is_some());
+        assert_eq!(to_system_time(Some(&DateTime::from_secs(-5))), None);
+        assert_eq!(to_system_time(None), None);
     }
 }

@@ -134,7 +134,11 @@ async fn try_engine(body: Value) -> Result<Arc<dyn Storage>> {
         .unwrap_or_else(|e| panic!("catalog refused {body}: {e}"));
     let dir = tempfile::tempdir().unwrap();
     let env = EngineEnv {
-        drivers: DriverEnv::default(),
+        // The drivers' own handling of host credentials is under test.
+        drivers: DriverEnv {
+            host_credentials: true,
+            ..DriverEnv::default()
+        },
         state_dir: dir.path().to_path_buf(),
         hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
         rclone: Err("rclone is not used here".into()),

@@ -62,7 +62,11 @@ async fn try_engine(body: Value) -> Result<Arc<dyn Storage>> {
         .validate_create(&body)
         .unwrap_or_else(|e| panic!("catalog refused {body}: {e}"));
     let env = EngineEnv {
-        drivers: DriverEnv::default(),
+        // The drivers' own handling of host credentials is under test.
+        drivers: DriverEnv {
+            host_credentials: true,
+            ..DriverEnv::default()
+        },
         state_dir: std::env::temp_dir(),
         hashes: std::sync::Arc::new(berth_layers::MemoryHashStore::new()),
         rclone: Err("rclone is not used here".into()),

@@ -33,6 +33,7 @@ pub async fn engine(slug: &str, body: Value, backends: &Backends) -> Fixture {
     let env = EngineEnv {
         drivers: DriverEnv {
             local_roots: vec![local.canonicalize().unwrap()],
+            host_credentials: false,
         },
         state_dir: dir.path().join("state"),
         hashes: Arc::new(berth_layers::MemoryHashStore::new()),

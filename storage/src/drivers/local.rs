@@ -37,7 +37,7 @@
 //! | `time_type` | honoured: `mtime` (default, also `"0"`/`""`), `atime`, `btime`, `ctime` (or `1`..`3`) choose the time in [`Entry::modified`]. `btime` is refused at build time when the root's filesystem does not report birth times, and falls back to mtime for a single entry that lacks one. |
 //! | `no_preallocate`, `no_sparse`, `nounc`, `no_clone` | accepted, satisfied as given: on Linux berth never preallocates, never writes sparse multi-thread downloads, has no UNC paths and never makes reflink copies. |
 
-use super::DriverEnv;
+use super::{lexical_normalize, DriverEnv};
 use crate::{
     join_path, normalize_path, ByteStream, Capability, Entry, EntryKind, ErrorKind, ListPage,
     Result, Storage, StorageError, Usage,
@@ -53,7 +53,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -325,21 +325,6 @@ fn permission(shown: &str, what: &str) -> StorageError {
     StorageError::new(ErrorKind::Permission, format!("{shown}: {what}"))
 }
 
-/// Lexically resolves `.` and `..` (no filesystem access).
-fn lexical_normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 fn unix_time(secs: i64, nanos: i64) -> Option<SystemTime> {
     let nanos = Duration::from_nanos(nanos.clamp(0, 999_999_999) as u64);
     if secs >= 0 {
@@ -362,47 +347,8 @@ fn resolve_root(root: &str, env: &DriverEnv) -> Result<(PathBuf, Metadata)> {
     } else {
         PathBuf::from(root)
     };
-    let shown = raw.display().to_string();
-    if !raw.is_absolute() {
-        return Err(StorageError::invalid_config(format!(
-            "root '{shown}' must be an absolute path"
-        )));
-    }
-    let outside = || {
-        StorageError::invalid_config(format!(
-            "root '{shown}' is outside the allowed local roots (BERTH_LOCAL_ROOTS)"
-        ))
-    };
-    let allowed: Vec<PathBuf> = env
-        .local_roots
-        .iter()
-        .filter_map(|r| fs::canonicalize(r).ok())
-        .collect();
-    let canonical = match fs::canonicalize(&raw) {
-        Ok(c) => c,
-        Err(e) => {
-            // Say nothing about the existence of paths outside the allowed roots.
-            let lexical = lexical_normalize(&raw);
-            let maybe_inside = env
-                .local_roots
-                .iter()
-                .chain(allowed.iter())
-                .any(|r| lexical.starts_with(lexical_normalize(r)));
-            if !maybe_inside {
-                return Err(outside());
-            }
-            return Err(StorageError::invalid_config(
-                if e.kind() == io::ErrorKind::NotFound {
-                    format!("root '{shown}' does not exist")
-                } else {
-                    format!("root '{shown}' cannot be resolved: {e}")
-                },
-            ));
-        }
-    };
-    if !allowed.iter().any(|r| canonical.starts_with(r)) {
-        return Err(outside());
-    }
+    let canonical = env.confine("root", &raw)?;
+    let shown = raw.display();
     let meta = fs::metadata(&canonical)
         .map_err(|e| StorageError::invalid_config(format!("root '{shown}' cannot be read: {e}")))?;
     if !meta.is_dir() {

@@ -53,6 +53,7 @@ impl Mounted {
                 let root = tempfile::tempdir().unwrap();
                 let env = DriverEnv {
                     local_roots: vec![root.path().to_path_buf()],
+                    ..DriverEnv::default()
                 };
                 let store = rt
                     .block_on(LocalStorage::new(
