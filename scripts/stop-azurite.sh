@@ -11,24 +11,4 @@ elif [[ -d /opt/berth-test/azurite && -w /opt/berth-test/azurite ]]; then
 else
     DIR="${HOME}/.cache/berth/azurite"
 fi
-PIDFILE="${DIR}/azurite-${PORT}.pid"
-
-if [[ ! -f "${PIDFILE}" ]]; then
-    echo "stop-azurite: no pid file ${PIDFILE}; nothing to stop" >&2
-    exit 0
-fi
-pid="$(cat "${PIDFILE}")"
-if kill -0 "${pid}" 2>/dev/null; then
-    kill "${pid}"
-    for _ in $(seq 1 50); do
-        kill -0 "${pid}" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "${pid}" 2>/dev/null; then
-        kill -9 "${pid}" 2>/dev/null || true
-    fi
-    echo "stop-azurite: stopped pid ${pid}" >&2
-else
-    echo "stop-azurite: pid ${pid} was not running" >&2
-fi
-rm -f "${PIDFILE}"
+exec "$(dirname "$0")/stop-pidfile.sh" stop-azurite "${DIR}/azurite-${PORT}.pid"
