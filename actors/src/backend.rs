@@ -89,6 +89,12 @@ pub struct Adopt {
     pub storage: Arc<dyn Storage>,
 }
 
+/// A backend this one's rclone child defines has new credentials: drop the
+/// engine and build it again from the current definitions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Rebuild;
+
 /// The backend is being deleted: go to `gone`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -221,6 +227,12 @@ impl BackendActor {
         self.storage = storage;
     }
 
+    /// Probes now; other messages wait until the probe is done.
+    fn probe_before_anything_else(&mut self, span: Span, ctx: &mut Context<Self>) {
+        let probe = self.probe(span).map(|_, _, _| ());
+        ctx.wait(probe);
+    }
+
     /// The probe as an actor future that records its outcome.
     fn probe(&mut self, span: Span) -> impl ActorFuture<Self, Output = Result<(), StorageError>> {
         let fut = self
@@ -275,8 +287,7 @@ impl BackendActor {
             act.retry = None;
             act.apply(BackendEvent::RetryDue, None);
             let span = info_span!("backend.retry", backend = %act.spec.id);
-            let probe = act.probe(span).map(|_, _, _| ());
-            ctx.wait(probe);
+            act.probe_before_anything_else(span, ctx);
         }));
     }
 }
@@ -295,8 +306,7 @@ impl Actor for BackendActor {
             _ if self.spec.probe_on_start => {
                 self.begin_probe(ctx);
                 let span = info_span!("backend.start_probe", backend = %id);
-                let probe = self.probe(span).map(|_, _, _| ());
-                ctx.wait(probe);
+                self.probe_before_anything_else(span, ctx);
             }
             _ => {}
         }
@@ -359,6 +369,17 @@ impl Handler<Adopt> for BackendActor {
         self.install(Some(msg.storage));
         self.begin_probe(ctx);
         self.apply(BackendEvent::ProbeSucceeded, None);
+    }
+}
+
+impl Handler<Rebuild> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Rebuild, ctx: &mut Context<Self>) {
+        self.install(None);
+        self.begin_probe(ctx);
+        let span = info_span!("backend.rebuild", backend = %self.spec.id);
+        self.probe_before_anything_else(span, ctx);
     }
 }
 

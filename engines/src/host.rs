@@ -57,7 +57,10 @@ pub(crate) fn check(slug: &str, config: &Config, env: &DriverEnv) -> Result<()> 
         return Err(host_identity(flag, "this option"));
     }
     if slug == "s3" && !text(config, "profile").is_empty() {
-        return Err(host_identity("profile", "a profile of the host's AWS config"));
+        return Err(host_identity(
+            "profile",
+            "a profile of the host's AWS config",
+        ));
     }
     let mut files: Vec<&str> = HOST_FILES.to_vec();
     if slug == "oracleobjectstorage" {
@@ -130,7 +133,11 @@ mod tests {
         let ok = config(json!({"service_account_file": inside}));
         check("google-cloud-storage", &ok, &denied).unwrap();
         for (slug, body, field) in [
-            ("sftp", json!({"key_file": "/etc/ssh/ssh_host_ed25519_key"}), "key_file"),
+            (
+                "sftp",
+                json!({"key_file": "/etc/ssh/ssh_host_ed25519_key"}),
+                "key_file",
+            ),
             (
                 "oracleobjectstorage",
                 json!({"provider": "user_principal_auth", "config_file": "~/.oci/config"}),

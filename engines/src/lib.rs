@@ -1,20 +1,24 @@
 //! The engine factory: turns a provider slug and its validated config into a
 //! [`Storage`]. Native drivers serve `memory`, `local`, `s3`, `azureblob` and
 //! `google-cloud-storage`; wrapper backends are built over the storage their
-//! `remote`/`upstreams` reference. Every other provider, and any backend
-//! created with `"engine": "rclone"`, is served by rclone ([`rclone`]).
+//! `remote`/`upstreams` reference. Every other provider, any backend
+//! created with `"engine": "rclone"`, and every wrapper that references a
+//! backend rclone serves (directly or through nested wrappers), is served by
+//! rclone ([`rclone`]).
 
 mod host;
 mod rclone;
+mod upstreams;
 
 pub use rclone::RcloneMountSource;
+pub use upstreams::references;
 
 use async_trait::async_trait;
 use berth_storage::catalog::{catalog, Config, Provider};
 use berth_storage::drivers::{DriverEnv, LocalStorage, MemoryStorage};
-use berth_storage::remote::{parse_combine_upstreams, parse_union_upstreams, Remote};
+use berth_storage::remote::Remote;
 use berth_storage::{Resolve, Result, Storage, StorageError, SubPath};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What engines need from the service's configuration.
@@ -32,10 +36,26 @@ pub struct EngineEnv {
     pub rclone: std::result::Result<Arc<berth_rclone::Rclone>, String>,
 }
 
+/// What defines a backend: enough to build it again, which a wrapper served
+/// by rclone does for every backend it references (one rclone child defines
+/// them all). The config holds secrets: this type has no `Debug`.
+#[derive(Clone)]
+pub struct BackendDefinition {
+    /// Backend id (its rclone remote's name derives from it).
+    pub id: String,
+    /// Provider slug.
+    pub slug: String,
+    /// Validated config, as stored.
+    pub config: Config,
+}
+
 /// Finds another backend of the caller's org by name or id.
 pub trait BackendLookup: Send + Sync {
     /// The live storage of that backend; `NotFound` naming it otherwise.
     fn lookup(&self, name_or_id: &str) -> Result<Arc<dyn Storage>>;
+    /// The current definition of that backend; `NotFound` naming it
+    /// otherwise.
+    fn definition(&self, name_or_id: &str) -> Result<BackendDefinition>;
 }
 
 /// Everything a build needs besides the config.
@@ -61,15 +81,17 @@ impl Resolve for Opener<'_> {
             Remote::Backend { backend, path } => {
                 SubPath::wrap(self.backends.lookup(backend)?, path)
             }
-            Remote::Local(dir) => {
-                let mut config = Config::new();
-                config.insert("root".into(), dir.display().to_string().into());
-                Ok(Arc::new(
-                    LocalStorage::from_config(&config, &self.env.drivers).await?,
-                ))
-            }
+            Remote::Local(dir) => Ok(Arc::new(open_local(dir, &self.env.drivers).await?)),
         }
     }
+}
+
+/// A local directory a wrapper names, confined to the allowed local roots
+/// like a `local` backend's root.
+async fn open_local(dir: &Path, drivers: &DriverEnv) -> Result<LocalStorage> {
+    let mut config = Config::new();
+    config.insert("root".into(), dir.display().to_string().into());
+    LocalStorage::from_config(&config, drivers).await
 }
 
 fn provider(slug: &str) -> Result<&'static Provider> {
@@ -78,9 +100,17 @@ fn provider(slug: &str) -> Result<&'static Provider> {
         .ok_or_else(|| StorageError::unsupported(format!("unknown provider '{slug}'")))
 }
 
-/// Whether rclone serves the backend (so its mounts run `rclone mount`).
-pub fn served_by_rclone(slug: &str, config: &Config) -> bool {
-    provider(slug).is_ok_and(|provider| rclone::serves(provider, config))
+/// Whether rclone serves the backend (so its mounts run `rclone mount`): it
+/// asked for rclone or has no native engine, or it is a wrapper and some
+/// backend it references, directly or through nested wrappers, is served by
+/// rclone. `backends` finds the referenced ones; a wrapper referencing a
+/// backend that does not exist stays native (and its build says so).
+pub fn served_by_rclone(slug: &str, config: &Config, backends: &dyn BackendLookup) -> bool {
+    let chose_rclone =
+        |slug: &str, config: &Config| provider(slug).is_ok_and(|p| rclone::serves(p, config));
+    chose_rclone(slug, config)
+        || upstreams::referenced(slug, config, backends)
+            .is_ok_and(|all| all.iter().any(|d| chose_rclone(&d.slug, &d.config)))
 }
 
 /// What `rclone mount` needs for a backend that rclone serves
@@ -103,7 +133,7 @@ pub async fn build(
 ) -> Result<Arc<dyn Storage>> {
     let provider = provider(slug)?;
     host::check(slug, config, &ctx.env.drivers)?;
-    if rclone::serves(provider, config) {
+    if served_by_rclone(slug, config, ctx.backends) {
         return rclone::build(provider, config, ctx).await;
     }
     let opener = Opener {
@@ -133,35 +163,6 @@ pub async fn build(
             "provider '{other}' has no native engine; use engine rclone"
         ))),
     }
-}
-
-fn text<'a>(config: &'a Config, key: &str) -> &'a str {
-    config.get(key).and_then(|v| v.as_str()).unwrap_or_default()
-}
-
-/// The backends (names or ids) a wrapper's config references; empty for
-/// everything else. Used by the registry to refuse deleting a referenced
-/// backend and to refuse cycles.
-pub fn references(slug: &str, config: &Config) -> Vec<String> {
-    let remotes: Vec<Remote> = match slug {
-        "alias" | "chunker" | "hasher" | "cache" => {
-            Remote::parse(text(config, "remote")).into_iter().collect()
-        }
-        "union" => parse_union_upstreams("upstreams", text(config, "upstreams"))
-            .map(|ups| ups.into_iter().map(|u| u.remote).collect())
-            .unwrap_or_default(),
-        "combine" => parse_combine_upstreams("upstreams", text(config, "upstreams"))
-            .map(|ups| ups.into_iter().map(|u| u.remote).collect())
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    let mut names: Vec<String> = remotes
-        .iter()
-        .filter_map(|r| r.backend().map(str::to_string))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
 }
 
 #[cfg(test)]
@@ -206,27 +207,5 @@ mod tests {
             "b_4179d7ddce2841c9"
         );
         assert_eq!(rclone::remote_name("A-b"), "b_a_b");
-    }
-
-    fn config(value: serde_json::Value) -> Config {
-        value.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn references_of_wrappers() {
-        assert_eq!(
-            references("alias", &config(json!({"remote": "s3-prod:backups"}))),
-            vec!["s3-prod"]
-        );
-        assert!(references("alias", &config(json!({"remote": "/srv/data"}))).is_empty());
-        assert_eq!(
-            references("union", &config(json!({"upstreams": "b:x a:y:ro b:z"}))),
-            vec!["a", "b"]
-        );
-        assert_eq!(
-            references("combine", &config(json!({"upstreams": "p=g:photos v=h:"}))),
-            vec!["g", "h"]
-        );
-        assert!(references("s3", &config(json!({"remote": "x:y"}))).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::backend::{
     self, Adopt, BackendActor, BackendServices, BackendSpec, CheckCredentials, Disconnect, Probe,
+    Rebuild,
 };
 use crate::book::{iso, ActorBook, ActorHealth};
 use crate::directory::Directory;
@@ -18,7 +19,7 @@ use crate::state::BackendState;
 use crate::Timing;
 use actix::prelude::*;
 use berth_db::{BackendRow, Db, DbError, MasterKey, MountRow};
-use berth_engines::{references, EngineEnv};
+use berth_engines::{references, served_by_rclone, BackendDefinition, EngineEnv};
 use berth_storage::catalog::{catalog, Config, Provider};
 use berth_storage::Swappable;
 use chrono::{TimeZone, Utc};
@@ -227,6 +228,20 @@ fn name_of(config: &Config) -> Option<String> {
     Some(config_text(config, "name")).filter(|name| !name.is_empty())
 }
 
+/// What the directory keeps of a backend for wrappers served by rclone.
+fn definition_of(row: &BackendRow, config: &Config) -> BackendDefinition {
+    BackendDefinition {
+        id: row.id.clone(),
+        slug: row.slug.clone(),
+        config: config.clone(),
+    }
+}
+
+/// How messages name a backend: its name, or its id when it has none.
+fn shown(entry: &BackendEntry) -> &str {
+    entry.row.name.as_deref().unwrap_or(&entry.row.id)
+}
+
 fn iso_ms(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)
         .single()
@@ -365,9 +380,12 @@ impl Registry {
             .find(|e| e.row.org == org && (e.row.id == key || e.row.name.as_deref() == Some(key)))
     }
 
-    /// A backend of the org whose config references `entry`.
-    fn referrer_of(&self, entry: &BackendEntry) -> Option<&BackendEntry> {
-        self.backends.values().find(|other| {
+    /// The backends of the org whose config references `entry`.
+    fn referrers_of<'a>(
+        &'a self,
+        entry: &'a BackendEntry,
+    ) -> impl Iterator<Item = &'a BackendEntry> {
+        self.backends.values().filter(|other| {
             other.row.org == entry.row.org
                 && other.row.id != entry.row.id
                 && other
@@ -375,6 +393,42 @@ impl Registry {
                     .iter()
                     .any(|r| *r == entry.row.id || Some(r.as_str()) == entry.row.name.as_deref())
         })
+    }
+
+    /// The wrappers served by rclone that use `entry`, directly or through
+    /// other wrappers: each defines `entry` in its own rclone children, from
+    /// the definition it found when it was built.
+    fn rclone_users_of<'a>(&'a self, entry: &'a BackendEntry) -> Vec<&'a BackendEntry> {
+        let mut users: Vec<&BackendEntry> = Vec::new();
+        let mut pending = vec![entry];
+        while let Some(used) = pending.pop() {
+            for user in self.referrers_of(used) {
+                if users.iter().all(|u| u.row.id != user.row.id) {
+                    users.push(user);
+                    pending.push(user);
+                }
+            }
+        }
+        let lookup = self.directory.for_org(&entry.row.org);
+        users.retain(|u| served_by_rclone(&u.row.slug, &u.config, &lookup));
+        users
+    }
+
+    /// 409 while a wrapper served by rclone that uses `entry` is mounted:
+    /// its `rclone mount` child keeps `entry`'s credentials for its life.
+    fn refuse_if_rclone_user_mounted(&self, entry: &BackendEntry) -> Result<(), RegistryError> {
+        match self
+            .rclone_users_of(entry)
+            .into_iter()
+            .find(|user| self.is_mounted(&user.row.id))
+        {
+            Some(user) => Err(RegistryError::Conflict(format!(
+                "Backend is used by backend '{}' ({}), which rclone serves and which is mounted; unmount it first",
+                shown(user),
+                user.row.backend_type
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn find(&self, org: &str, id: &str) -> Result<&BackendEntry, RegistryError> {
@@ -545,8 +599,12 @@ impl Registry {
             serde_json::to_vec(&config).map_err(|e| RegistryError::Internal(e.to_string()))?;
         row.sealed_config = self.settings.key.seal(&plain, row.id.as_bytes());
         self.settings.db.insert_backend(&row).map_err(db_error)?;
-        self.directory
-            .insert(&row.org, &row.id, row.name.as_deref(), handle);
+        self.directory.insert(
+            &row.org,
+            row.name.as_deref(),
+            handle,
+            definition_of(&row, &config),
+        );
         let id = row.id.clone();
         self.backends.insert(
             id.clone(),
@@ -603,10 +661,10 @@ impl Registry {
     }
 
     fn update(&mut self, msg: UpdateCredentials) -> Reply<bool> {
-        if let Err(err) = self
-            .find(&msg.org, &msg.id)
-            .and_then(|_| self.refuse_if_mounted(&msg.id))
-        {
+        if let Err(err) = self.find(&msg.org, &msg.id).and_then(|entry| {
+            self.refuse_if_mounted(&msg.id)?;
+            self.refuse_if_rclone_user_mounted(entry)
+        }) {
             return ready(Err(err));
         }
         let entry = match self.find_mut(&msg.org, &msg.id) {
@@ -656,6 +714,8 @@ impl Registry {
                         )))
                     }
                 };
+                // A wrapper using it may have been mounted meanwhile.
+                act.refuse_if_rclone_user_mounted(&act.backends[&id])?;
                 let plain = serde_json::to_vec(&new_config)
                     .map_err(|e| RegistryError::Internal(e.to_string()))?;
                 let sealed = act.settings.key.seal(&plain, id.as_bytes());
@@ -663,12 +723,27 @@ impl Registry {
                     .db
                     .update_backend_config(&id, &sealed)
                     .map_err(db_error)?;
+                let entry = act
+                    .backends
+                    .get_mut(&id)
+                    .ok_or_else(RegistryError::backend_not_found)?;
                 entry.config = new_config.clone();
                 entry.row.sealed_config = sealed;
+                act.directory.redefine(
+                    &entry.row.org,
+                    entry.row.name.as_deref(),
+                    definition_of(&entry.row, &new_config),
+                );
                 entry.addr.do_send(Adopt {
                     config: new_config,
                     storage,
                 });
+                // Wrappers served by rclone hold the old definition: they
+                // build their engines again from the new one.
+                let entry = &act.backends[&id];
+                for user in act.rclone_users_of(entry) {
+                    user.addr.do_send(Rebuild);
+                }
                 Ok(true)
             }),
         )
@@ -695,14 +770,10 @@ impl Registry {
                 "Backend is busy with a credential change; retry later".into(),
             ));
         }
-        if let Some(referrer) = self.referrer_of(entry) {
-            let by = referrer
-                .row
-                .name
-                .clone()
-                .unwrap_or_else(|| referrer.row.id.clone());
+        if let Some(referrer) = self.referrers_of(entry).next() {
             return Err(RegistryError::Conflict(format!(
-                "Backend is used by backend '{by}' ({}); delete that one first",
+                "Backend is used by backend '{}' ({}); delete that one first",
+                shown(referrer),
                 referrer.row.backend_type
             )));
         }
@@ -727,10 +798,14 @@ impl Actor for Registry {
         // their upstreams whatever the order.
         let handles: Vec<_> = restored
             .iter()
-            .map(|(row, _)| {
+            .map(|(row, config)| {
                 let handle = Swappable::new(row.name.clone().unwrap_or_else(|| row.id.clone()));
-                self.directory
-                    .insert(&row.org, &row.id, row.name.as_deref(), handle.clone());
+                self.directory.insert(
+                    &row.org,
+                    row.name.as_deref(),
+                    handle.clone(),
+                    definition_of(row, config),
+                );
                 handle
             })
             .collect();

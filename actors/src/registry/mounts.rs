@@ -161,14 +161,15 @@ impl Registry {
             .filter(|b| b.row.org == row.org)
             .ok_or_else(RegistryError::backend_not_found)?;
         let cache_dir = self.settings.cache_root.join(&row.id);
+        let lookup = self.directory.for_org(&row.org);
         let engine: Arc<dyn MountEngine> =
-            if berth_engines::served_by_rclone(&backend.row.slug, &backend.config) {
+            if berth_engines::served_by_rclone(&backend.row.slug, &backend.config, &lookup) {
                 let source = RcloneBackend {
                     id: row.backend_id.clone(),
                     slug: backend.row.slug.clone(),
                     config: backend.config.clone(),
                     env: self.settings.env.clone(),
-                    lookup: self.directory.for_org(&row.org),
+                    lookup,
                 };
                 Arc::new(RcloneEngine::new(
                     source,
@@ -176,9 +177,7 @@ impl Registry {
                     cache_dir,
                 ))
             } else {
-                let storage = self
-                    .directory
-                    .for_org(&row.org)
+                let storage = lookup
                     .lookup(&row.backend_id)
                     .map_err(|_| RegistryError::backend_not_found())?;
                 let storage = SubPath::wrap(storage, &row.remote_path)
@@ -262,9 +261,14 @@ impl Registry {
         paths
     }
 
-    /// 409 while the backend has any mount (active, mounting or unmounting).
+    /// Whether the backend has any mount (active, mounting or unmounting).
+    pub(super) fn is_mounted(&self, backend_id: &str) -> bool {
+        self.mounts.values().any(|m| m.row.backend_id == backend_id)
+    }
+
+    /// 409 while the backend has any mount.
     pub(super) fn refuse_if_mounted(&self, backend_id: &str) -> Result<(), RegistryError> {
-        if self.mounts.values().any(|m| m.row.backend_id == backend_id) {
+        if self.is_mounted(backend_id) {
             return Err(RegistryError::Conflict(
                 "Backend has active mounts; unmount first".into(),
             ));

@@ -2,7 +2,7 @@
 //! named in-memory backends for wrappers, and emulator endpoints.
 #![allow(dead_code)] // each engine family uses a part
 
-use berth_engines::{build, BackendLookup, BuildContext, EngineEnv};
+use berth_engines::{build, BackendDefinition, BackendLookup, BuildContext, EngineEnv};
 use berth_storage::catalog::{catalog, Config};
 use berth_storage::drivers::DriverEnv;
 use berth_storage::testkit::Fixture;
@@ -11,7 +11,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Named backends that wrapper configs may reference.
+/// Named backends that wrapper configs may reference: stores built in the
+/// test, defined as native `memory` backends, so wrappers over them stay
+/// native.
 #[derive(Default, Clone)]
 pub struct Backends(pub HashMap<String, Arc<dyn Storage>>);
 
@@ -21,6 +23,15 @@ impl BackendLookup for Backends {
             .get(name_or_id)
             .cloned()
             .ok_or_else(|| StorageError::not_found(&format!("backend '{name_or_id}'")))
+    }
+
+    fn definition(&self, name_or_id: &str) -> Result<BackendDefinition> {
+        self.lookup(name_or_id)?;
+        Ok(BackendDefinition {
+            id: name_or_id.to_string(),
+            slug: "memory".into(),
+            config: Config::new(),
+        })
     }
 }
 
