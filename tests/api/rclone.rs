@@ -1,15 +1,18 @@
 //! Providers served by rclone, through the API: connect, test and wrong
 //! credentials against real servers (`rclone serve webdav` on 127.0.0.1, a
-//! local directory with `"engine": "rclone"`), clear refusals, and secrets
-//! that never leave the process. Skipped without rclone, unless
-//! `BERTH_REQUIRE_RCLONE=1` (scripts/test.sh).
+//! local directory with `"engine": "rclone"`), wrappers over them served by
+//! rclone too, clear refusals, and secrets that never leave the process.
+//! Skipped without rclone, unless `BERTH_REQUIRE_RCLONE=1`
+//! (scripts/test.sh).
 
 use crate::cloud::assert_never_leaked;
 use crate::common::rclone::{rclone_present, WebDav};
-use crate::common::{assert_error, Api, Server};
+use crate::common::{assert_error, Api, Options, Server};
 use berth_storage::testkit::free_port;
 use reqwest::StatusCode;
 use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 #[test]
 fn webdav_connects_and_wrong_passwords_are_clear_400s() {
@@ -98,4 +101,96 @@ fn what_rclone_cannot_serve_is_refused_clearly() {
     let gone = api.post("/api/v1/backends/uptobox", &json!({"access_token": "x"}));
     assert_error(&gone, StatusCode::BAD_REQUEST, "uptobox closed in 2023");
     assert_never_leaked(&server, &[closed.1], "sftp-Secret-9");
+}
+
+/// A script in `dir` that appends its command line to `dir/commands.log`,
+/// then runs the real rclone: berth's `BERTH_RCLONE`, so the test sees
+/// which remotes berth asks rclone for.
+fn logged_rclone(dir: &Path) -> (PathBuf, PathBuf) {
+    let log = dir.join("commands.log");
+    let script = dir.join("rclone-logged");
+    let body = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec rclone \"$@\"\n",
+        log.display()
+    );
+    std::fs::write(&script, body).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+#[test]
+fn wrappers_over_rclone_backends_run_in_rclone() {
+    if !rclone_present("wrappers_over_rclone_backends_run_in_rclone") {
+        return;
+    }
+    let (old, new) = ("dav-Old-Pa55", "dav-New-Pa55");
+    let mut dav = WebDav::start("alice", old);
+    std::fs::create_dir_all(dav.dir.path().join("share")).unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let (rclone, commands) = logged_rclone(tools.path());
+    let server = Server::start_with(Options {
+        env: vec![("BERTH_RCLONE".into(), rclone.display().to_string())],
+        ..Options::default()
+    });
+    let api = Api::new(&server, "acme");
+    let webdav = api.connect(
+        "webdav",
+        &json!({"name": "dav", "url": dav.url, "user": "alice", "pass": old, "vendor": "rclone"}),
+    );
+    let side = server.local_root.join("side");
+    std::fs::create_dir_all(&side).unwrap();
+    let upstreams = format!("dav:share {}:ro", side.display());
+    let union = api.connect("union", &json!({"name": "both", "upstreams": upstreams}));
+    let alias = api.connect("alias", &json!({"remote": "both:"}));
+    let native = api.connect("union", &json!({"upstreams": side}));
+    let ran = |id: &str| {
+        let log = std::fs::read_to_string(&commands).unwrap_or_default();
+        log.lines().any(|l| l.contains(&format!("b_{id}:")))
+    };
+    for id in [&union, &alias] {
+        let tested = api.get(&format!("/api/v1/backends/{id}/test"));
+        assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
+        assert!(ran(id), "rclone was not asked for backend {id}");
+    }
+    let tested = api.get(&format!("/api/v1/backends/{native}/test"));
+    assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
+    assert!(!ran(&native), "a union of local directories stays native");
+
+    // The server's password changes: the wrappers fail until the webdav
+    // backend's credentials are rotated, then work again (rebuilt).
+    dav.restart("alice", new);
+    let stale = api.get(&format!("/api/v1/backends/{alias}/test"));
+    assert_eq!(stale.1["success"], json!(false), "{}", stale.1);
+    let rotated = api.put(&format!("/api/v1/backends/{webdav}"), &json!({"pass": new}));
+    assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.1);
+    let mut responses = vec![stale.1, rotated.1];
+    for id in [&union, &alias] {
+        let tested = api.get(&format!("/api/v1/backends/{id}/test"));
+        assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
+        responses.push(api.get(&format!("/api/v1/backends/{id}")).1);
+    }
+    for pass in [old, new] {
+        assert_never_leaked(&server, &responses, pass);
+    }
+}
+
+#[test]
+fn wrappers_over_backends_rclone_cannot_serve_are_refused() {
+    if !rclone_present("wrappers_over_backends_rclone_cannot_serve_are_refused") {
+        return;
+    }
+    let dav = WebDav::start("alice", "dav-Pa55");
+    let server = Server::start();
+    let api = Api::new(&server, "acme");
+    api.connect(
+        "webdav",
+        &json!({"name": "dav", "url": dav.url, "user": "alice", "pass": "dav-Pa55", "vendor": "rclone"}),
+    );
+    api.connect("memory", &json!({"name": "mem"}));
+    let refused = api.post("/api/v1/backends/union", &json!({"upstreams": "dav: mem:"}));
+    assert_error(
+        &refused,
+        StatusCode::BAD_REQUEST,
+        "backend 'mem' (memory), which this union uses, cannot run in rclone",
+    );
 }
