@@ -3,7 +3,8 @@
 //! `"engine": "rclone"` goes through the whole life (mount, use, restart,
 //! crash, a killed rclone healed without losing its queued uploads, PATCH,
 //! DELETE draining the queue); the S3 emulator, Debian's sshd (sftp) and
-//! `rclone serve webdav` are written, read and unmounted without loss.
+//! `rclone serve webdav` are written, read and unmounted without loss, as
+//! is a union of webdav and a local directory, which rclone serves too.
 //! Skipped without rclone or FUSE, unless `BERTH_REQUIRE_RCLONE=1` and
 //! `BERTH_REQUIRE_FUSE=1` (scripts/test.sh).
 
@@ -304,4 +305,55 @@ fn rclone_mounts_of_webdav_keep_every_write() {
         b"through rclone"
     );
     assert_uploaded(&landed, "q", 10);
+}
+
+#[test]
+fn rclone_mounts_of_wrappers_over_webdav_run_rclone() {
+    if !rclone_mounts_available("rclone_mounts_of_wrappers_over_webdav_run_rclone") {
+        return;
+    }
+    let dav = WebDav::start("alice", "dav-Pa55");
+    fs::create_dir_all(dav.dir.path().join("share")).unwrap();
+    let server = Server::start();
+    let api = Api::new(&server, "acme");
+    let webdav = api.connect(
+        "webdav",
+        &json!({"name": "dav", "url": dav.url, "user": "alice", "pass": "dav-Pa55", "vendor": "rclone"}),
+    );
+    let side = server.local_root.join("side");
+    fs::create_dir_all(&side).unwrap();
+    fs::write(side.join("beside.txt"), b"from the local side").unwrap();
+    let upstreams = format!("dav:share {}:ro", side.display());
+    let union = api.connect("union", &json!({"name": "both", "upstreams": upstreams}));
+
+    // rclone mounts the union; its upstreams are read through it, and the
+    // webdav password cannot change under the running child.
+    let (id, path) = create_mount(&api, json!({"backend_id": union}));
+    assert_eq!(fstype(&path).as_deref(), Some("fuse.rclone"));
+    assert_eq!(
+        fs::read(path.join("beside.txt")).unwrap(),
+        b"from the local side"
+    );
+    let rotated = api.put(
+        &format!("/api/v1/backends/{webdav}"),
+        &json!({"pass": "dav-New-Pa55"}),
+    );
+    assert_eq!(rotated.0, StatusCode::CONFLICT, "{}", rotated.1);
+    assert!(
+        rotated.1.to_string().contains("backend 'both' (union)"),
+        "{}",
+        rotated.1
+    );
+    let deleted = api.delete(&format!("/api/v1/mounts/{id}"));
+    assert_eq!(deleted.0, StatusCode::OK, "{}", deleted.1);
+
+    // What is written lands on the webdav server (the local side is read-only).
+    write_then_delete(&api, &union, "", "dav-Pa55");
+    let landed = dav.dir.path().join("share");
+    assert_eq!(
+        fs::read(landed.join("dir/sub/ünï.txt")).unwrap(),
+        b"through rclone"
+    );
+    assert_uploaded(&landed, "q", 10);
+    assert!(!side.join("dir").exists());
 }
