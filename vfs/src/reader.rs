@@ -4,7 +4,9 @@
 //! A reader keeps a window of *parts* (ranged reads spawned on the runtime,
 //! each collected into one contiguous buffer). The first read of a file
 //! fetches one small part; every read that continues where the window goes
-//! counts as sequential, and sequential readers keep up to
+//! (or starts a little past its end: the kernel's parallel read-ahead
+//! requests arrive out of order) counts as sequential, and sequential
+//! readers keep up to
 //! [`MAX_AHEAD`] parts in flight ahead of them, each twice the size of the
 //! previous up to [`MAX_PART`]. A read outside the window drops it and starts
 //! over small. Reads are answered with slices of the part buffers (no copy
@@ -32,6 +34,10 @@ const MAX_AHEAD: usize = 4;
 /// Parts that end this far before a read are kept for reads arriving out of
 /// order (the kernel issues read-ahead requests in parallel).
 const KEEP_BEHIND: u64 = 4 * 1024 * 1024;
+/// A read starting this far past the window's end still continues it (the
+/// gap is fetched with it): for the same reason, a request can overtake the
+/// one before it.
+const REORDER_SLACK: u64 = 4 * 1024 * 1024;
 /// Read-ahead budget of one mount, in KiB permits.
 pub(crate) const BUDGET_KIB: usize = 512 * 1024;
 
@@ -132,10 +138,11 @@ impl Reader {
     /// Reads up to `len` bytes at `offset`; short only at the end of the file.
     pub(crate) async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, VfsError> {
         let end = offset.saturating_add(len);
+        let window_end = self.parts.back().map_or(0, Part::end);
         let in_window = self
             .parts
             .front()
-            .is_some_and(|f| f.start <= offset && offset < self.parts.back().map_or(0, Part::end));
+            .is_some_and(|f| f.start <= offset && offset < window_end + REORDER_SLACK);
         if in_window {
             self.sequential += 1;
             while self

@@ -679,6 +679,35 @@ async fn off_mode_reads_ahead() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_mode_read_ahead_survives_reordered_requests() {
+    // The kernel sends its read-ahead requests in parallel, so they reach
+    // the reader slightly out of order: 0, 2, 1, 4, 3, ... MiB.
+    let probe = Probe::new(Arc::new(MemoryStorage::new()), Duration::from_millis(30));
+    let data = pattern(64 * MIB);
+    probe
+        .inner
+        .write("seq.bin", berth_storage::once(data.clone()))
+        .await
+        .unwrap();
+    let fx = Fx::over(probe.clone(), None, config(CacheMode::Off)).await;
+    let ino = fx.resolve("seq.bin").await.unwrap().ino;
+    let fh = fx.vfs.open(ino, libc::O_RDONLY).await.unwrap();
+    let mut order: Vec<usize> = (0..64).collect();
+    for pair in order[1..].chunks_mut(2) {
+        pair.reverse();
+    }
+    for i in order {
+        let got = fx.vfs.read(fh, (i * MIB) as u64, MIB as u32).await.unwrap();
+        assert!(got == data[i * MIB..(i + 1) * MIB], "MiB {i}");
+    }
+    fx.vfs.release(fh).await.unwrap();
+    let reads = probe.reads.load(Ordering::SeqCst);
+    // Parts keep growing: a restart at every reordered request would make
+    // one small ranged read per MiB.
+    assert!(reads <= 16, "{reads} ranged reads for 64 MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimal_mode_read_write_through_cache() {
     let fx = Fx::new(Kind::Local, CacheMode::Minimal).await;
     fx.put("db", &pattern(10_000)).await;
