@@ -44,7 +44,11 @@ fn flag_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
 }
 
 fn flag(value: Option<String>, key: &str) -> Result<bool, String> {
-    match non_empty(value).as_deref().map(str::to_ascii_lowercase).as_deref() {
+    match non_empty(value)
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("false" | "0" | "no" | "off") => Ok(false),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some(other) => Err(format!("{key}: expected true or false, got '{other}'")),
@@ -277,7 +281,11 @@ mod tests {
         assert!(load(Some(&file), &[]).unwrap().host_credentials);
         let off = [("BERTH_HOST_CREDENTIALS", "false")];
         assert!(!load(Some(&file), &off).unwrap().host_credentials);
-        assert!(load(None, &[("BERTH_HOST_CREDENTIALS", "1")]).unwrap().host_credentials);
+        assert!(
+            load(None, &[("BERTH_HOST_CREDENTIALS", "1")])
+                .unwrap()
+                .host_credentials
+        );
         let err = load(None, &[("BERTH_HOST_CREDENTIALS", "maybe")]).unwrap_err();
         assert!(err.contains("host_credentials"), "{err}");
     }

@@ -692,10 +692,7 @@ mod tests {
     fn listed_and_headed_times_agree() {
         let listed = DateTime::from_millis(1_764_842_400_123);
         let headed = DateTime::from_secs(1_764_842_400);
-        assert_eq!(
-            to_system_time(Some(&listed)),
-            to_system_time(Some(&headed))
-        );
+        assert_eq!(to_system_time(Some(&listed)), to_system_time(Some(&headed)));
         assert!(to_system_time(Some(&headed)).is_some());
         assert_eq!(to_system_time(Some(&DateTime::from_secs(-5))), None);
         assert_eq!(to_system_time(None), None);
