@@ -97,9 +97,16 @@ fn rclone_type(provider: &'static Provider) -> std::result::Result<&'static str,
 
 /// The path inside a backend's remote that is its root: the directory of a
 /// `local` backend, which must stay inside the allowed local roots (checked
-/// by the native driver's rules); the whole remote otherwise.
+/// by the native driver's rules); the whole remote otherwise. rclone's
+/// `copy_links` follows symlinks wherever they point (the native driver
+/// only inside the root), so a local directory runs in rclone without it.
 async fn root_of(provider: &Provider, config: &Config, ctx: &BuildContext<'_>) -> Result<String> {
     Ok(match provider.slug.as_str() {
+        "local" if config.get("copy_links") == Some(&serde_json::Value::Bool(true)) => {
+            return Err(StorageError::invalid_config(
+                "copy_links: rclone would follow symlinks out of the root; a local directory with copy_links runs on the native engine only",
+            ))
+        }
         "local" => LocalStorage::from_config(config, &ctx.env.drivers)
             .await?
             .root()
@@ -628,6 +635,10 @@ mod tests {
         let body = json!({"remote": "loc:../..", "engine": "rclone"});
         let err = org.define("alias", body).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Permission, "{}", err.message);
+        // rclone's copy_links would follow symlinks out of the root.
+        let body = json!({"root": org.at("data"), "copy_links": true, "engine": "rclone"});
+        let err = org.define("local", body).await.unwrap_err();
+        assert!(err.message.starts_with("copy_links"), "{}", err.message);
     }
 
     #[tokio::test]
