@@ -37,7 +37,7 @@ const KEEP_BEHIND: u64 = 4 * 1024 * 1024;
 /// A read starting this far past the window's end still continues it (the
 /// gap is fetched with it): for the same reason, a request can overtake the
 /// one before it.
-const REORDER_SLACK: u64 = 4 * 1024 * 1024;
+pub(crate) const REORDER_SLACK: u64 = 4 * 1024 * 1024;
 /// Read-ahead budget of one mount, in KiB permits.
 pub(crate) const BUDGET_KIB: usize = 512 * 1024;
 

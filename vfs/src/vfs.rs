@@ -16,7 +16,7 @@ use crate::error::VfsError;
 use crate::inode::{
     base_name, parent_path, Attr, ChildMeta, FileKind, Listing, Node, Table, ROOT_INO,
 };
-use crate::reader::{Reader, BUDGET_KIB};
+use crate::reader::{Reader, BUDGET_KIB, REORDER_SLACK};
 use crate::writer::Writer;
 use berth_storage::{join_path, once, Capability, Entry, EntryKind, ErrorKind, Storage};
 use bytes::Bytes;
@@ -31,7 +31,7 @@ use tokio::sync::{Notify, Semaphore};
 /// Uploads from the write cache running at once.
 const UPLOAD_SLOTS: usize = 4;
 /// Chunks read ahead of a sequential reader in `full` mode.
-const CACHE_AHEAD: u64 = 2;
+const CACHE_AHEAD: u64 = 4;
 /// Longest wait between upload retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Longest sleep of the background task (it also evicts by age).
@@ -906,7 +906,10 @@ impl Vfs {
                 ..
             } => {
                 let end = offset + size as u64;
-                let sequential = last_end.swap(end, Ordering::Relaxed) == offset;
+                // Near the last read's end either way: the kernel's parallel
+                // read-ahead requests arrive out of order.
+                let previous = last_end.swap(end, Ordering::Relaxed);
+                let sequential = offset.abs_diff(previous) <= REORDER_SLACK;
                 let full = self.config().cache_mode == CacheMode::Full;
                 let ahead = if sequential && full { CACHE_AHEAD } else { 0 };
                 let path = node.path();

@@ -678,10 +678,10 @@ async fn off_mode_reads_ahead() {
     assert!(reads <= 16, "{reads} ranged reads for 64 MiB");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn off_mode_read_ahead_survives_reordered_requests() {
-    // The kernel sends its read-ahead requests in parallel, so they reach
-    // the reader slightly out of order: 0, 2, 1, 4, 3, ... MiB.
+/// Reads 64 MiB of a stored file through a store answering after 30 ms, in
+/// 1 MiB requests slightly out of order, as the kernel's parallel read-ahead
+/// sends them (0, 2, 1, 4, 3, ... MiB); answers the store's probe.
+async fn read_reordered(mode: CacheMode) -> Arc<Probe> {
     let probe = Probe::new(Arc::new(MemoryStorage::new()), Duration::from_millis(30));
     let data = pattern(64 * MIB);
     probe
@@ -689,7 +689,7 @@ async fn off_mode_read_ahead_survives_reordered_requests() {
         .write("seq.bin", berth_storage::once(data.clone()))
         .await
         .unwrap();
-    let fx = Fx::over(probe.clone(), None, config(CacheMode::Off)).await;
+    let fx = Fx::over(probe.clone(), None, config(mode)).await;
     let ino = fx.resolve("seq.bin").await.unwrap().ino;
     let fh = fx.vfs.open(ino, libc::O_RDONLY).await.unwrap();
     let mut order: Vec<usize> = (0..64).collect();
@@ -701,10 +701,24 @@ async fn off_mode_read_ahead_survives_reordered_requests() {
         assert!(got == data[i * MIB..(i + 1) * MIB], "MiB {i}");
     }
     fx.vfs.release(fh).await.unwrap();
+    probe
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_mode_read_ahead_survives_reordered_requests() {
+    let probe = read_reordered(CacheMode::Off).await;
     let reads = probe.reads.load(Ordering::SeqCst);
     // Parts keep growing: a restart at every reordered request would make
     // one small ranged read per MiB.
     assert!(reads <= 16, "{reads} ranged reads for 64 MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_mode_read_ahead_survives_reordered_requests() {
+    let probe = read_reordered(CacheMode::Full).await;
+    // Chunks are fetched ahead while the reader consumes earlier ones.
+    let max = probe.max_inflight.load(Ordering::SeqCst);
+    assert!(max >= 3, "{max} chunk downloads in flight at most");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
