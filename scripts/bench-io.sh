@@ -19,9 +19,9 @@ export BERTH_LOCAL_ROOTS="$dir/local"
 mkdir -p "$dir/local/store" "$dir/rclone"
 pid=""; rpid=""; s3pid=""
 cleanup() {
-    [[ -n "$s3pid" ]] && kill "$s3pid" 2>/dev/null
+    [[ -n "$s3pid" ]] && { kill "$s3pid" 2>/dev/null || true; }
     [[ -n "$rpid" ]] && { fusermount3 -u "$dir/rclone" 2>/dev/null || true; kill "$rpid" 2>/dev/null || true; }
-    [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null
+    [[ -n "$pid" ]] && { kill -TERM "$pid" 2>/dev/null || true; }
     wait 2>/dev/null || true
     rm -rf "$dir"
 }
