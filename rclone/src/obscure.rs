@@ -2,12 +2,19 @@
 //! config file and in `RCLONE_CONFIG_*` variables alike.
 //!
 //! AES-256-CTR under a key published in rclone's source (`lib/obscure`), a
-//! random 16-byte IV in front, base64 URL alphabet without padding. This is
-//! no protection (anyone can reveal it); it only lets rclone accept the value.
+//! 16-byte IV in front, base64 URL alphabet without padding. This is no
+//! protection (anyone can reveal it); it only lets rclone accept the value.
+//!
+//! rclone draws the IV at random; berth derives it from the value, so one
+//! value always obscures the same way. rclone names a remote's VFS cache
+//! directory after a hash of the remote's options as given: with a random
+//! IV, every new `rclone mount` child of the same backend would look for its
+//! cache, and the uploads an earlier child left queued, in a new directory.
 
 use aes::cipher::{KeyIvInit, StreamCipher};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use sha2::{Digest, Sha256};
 
 /// The fixed key of rclone's `lib/obscure`.
 const KEY: [u8; 32] = [
@@ -25,9 +32,13 @@ fn crypt(data: &mut [u8], iv: &[u8; IV_LEN]) {
     Ctr::new(&KEY.into(), iv.into()).apply_keystream(data);
 }
 
-/// `plain` as `rclone obscure` prints it.
+/// `plain` as `rclone obscure` would print it with the IV derived from it.
 pub(crate) fn obscure(plain: &str) -> String {
-    let iv: [u8; IV_LEN] = rand::random();
+    let digest = Sha256::new()
+        .chain_update(b"berth rclone obscure IV\0")
+        .chain_update(plain.as_bytes())
+        .finalize();
+    let iv: [u8; IV_LEN] = digest[..IV_LEN].try_into().expect("a SHA-256 has 32 bytes");
     let mut out = Vec::with_capacity(IV_LEN + plain.len());
     out.extend_from_slice(&iv);
     out.extend_from_slice(plain.as_bytes());
@@ -54,11 +65,11 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_with_a_fresh_iv_each_time() {
+    fn round_trips_the_same_way_each_time() {
         for plain in ["", "hunter2", "p@ss wörd/+=?&%", &"x".repeat(1000)] {
             let a = obscure(plain);
-            let b = obscure(plain);
-            assert_ne!(a, b, "the IV is random");
+            assert_eq!(a, obscure(plain), "the IV comes from the value");
+            assert_ne!(a, obscure(&format!("{plain}.")));
             assert!(a
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
