@@ -2,6 +2,7 @@
 
 use crate::backend::Crash as CrashBackend;
 use crate::mount::actor::Crash as CrashMount;
+use crate::mount::VfsSettings;
 use crate::registry::{
     ActorHealthList, BackendAddr, Crash, CreateBackend, CreateMount, DeleteBackend, DeleteMount,
     GetBackend, ListBackends, MountAddr, TestBackend, UpdateCredentials,
@@ -483,4 +484,72 @@ async fn a_panicking_mount_actor_is_restarted_and_keeps_serving() {
     };
     registry.send(delete).await.unwrap().unwrap();
     assert!(!crate::mount::engine::is_mount_point(path));
+}
+
+/// An engine whose mounts vanish at once, recording when it was asked to mount.
+#[derive(Default)]
+struct Vanishing {
+    mounts: std::sync::Mutex<Vec<std::time::Instant>>,
+}
+
+#[async_trait::async_trait]
+impl crate::mount::engine::MountEngine for Vanishing {
+    async fn mount(&self, _path: &Path, _settings: &VfsSettings) -> Result<(), String> {
+        self.mounts.lock().unwrap().push(std::time::Instant::now());
+        Ok(())
+    }
+
+    fn is_serving(&self) -> bool {
+        false
+    }
+
+    fn reconfigure(&self, _settings: &VfsSettings) -> crate::mount::engine::Reconfigured {
+        crate::mount::engine::Reconfigured::Live
+    }
+
+    async fn unmount(&self, _path: &Path) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[actix::test]
+async fn a_mount_that_keeps_vanishing_is_mounted_again_with_growing_delays() {
+    use crate::mount::actor::{MountActor, MountServices, MountSpec};
+    let fx = fixture();
+    let engine = Arc::new(Vanishing::default());
+    let timing = Timing {
+        retry_base: Duration::from_millis(700),
+        retry_max: Duration::from_secs(10),
+        ..fx.settings.timing
+    };
+    let spec = MountSpec {
+        id: "mount_0123456789abcdef0123456789abcdef".into(),
+        org: "acme".into(),
+        mount_path: fx._dir.path().join("vanishing"),
+        settings: VfsSettings::default(),
+        engine: engine.clone(),
+    };
+    let services = MountServices {
+        db: fx.settings.db.clone(),
+        book: fx.settings.book.clone(),
+        timing,
+        data_runtime: fx.settings.data_runtime.clone(),
+    };
+    let _addr = Supervisor::start(move |_| MountActor::new(spec, services));
+    let four_mounts = async {
+        while engine.mounts.lock().unwrap().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), four_mounts)
+        .await
+        .expect("mounted again and again");
+    let at = engine.mounts.lock().unwrap().clone();
+    // Lost at the next watch (every second), then mounted again after
+    // 0.7 s, 1.4 s, 2.8 s: an engine crashing in a loop is not hammered.
+    let (first, third) = (at[1] - at[0], at[3] - at[2]);
+    assert!(
+        third > first + Duration::from_millis(500),
+        "gaps {first:?} then {third:?}"
+    );
 }
