@@ -22,6 +22,19 @@ fn rclone_mounts_available(test: &str) -> bool {
     fuse_available() && rclone_present(test)
 }
 
+/// The value of `name`, set when scripts/test.sh started the server it
+/// names; without it `test` is skipped, unless `require` is `1`, where it
+/// fails.
+fn server_var(name: &str, require: &str, test: &str) -> Option<String> {
+    let value = std::env::var(name).unwrap_or_default();
+    let configured = if value.is_empty() {
+        Err(format!("{name} is not set"))
+    } else {
+        Ok(())
+    };
+    available(require, test, configured).then_some(value)
+}
+
 /// The filesystem type the kernel shows for the mount at `path`.
 fn fstype(path: &Path) -> Option<String> {
     let wanted = path.to_string_lossy().replace(' ', "\\040");
@@ -260,20 +273,14 @@ fn rclone_mounts_of_s3_live_through_restarts_crashes_and_kills() {
     if !rclone_mounts_available("rclone_mounts_of_s3_live_through_restarts_crashes_and_kills") {
         return;
     }
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
-    let endpoint = var("BERTH_TEST_S3_ENDPOINT");
-    let configured = if endpoint.is_empty() {
-        Err("BERTH_TEST_S3_ENDPOINT is not set".to_string())
-    } else {
-        Ok(())
-    };
-    if !available(
+    let Some(endpoint) = server_var(
+        "BERTH_TEST_S3_ENDPOINT",
         "BERTH_REQUIRE_EMULATORS",
         "rclone_mounts_of_s3_live_through_restarts_crashes_and_kills",
-        configured,
-    ) {
+    ) else {
         return;
-    }
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
     let (key, secret) = (
         var("BERTH_TEST_S3_ACCESS_KEY_ID"),
         var("BERTH_TEST_S3_SECRET_ACCESS_KEY"),
@@ -309,23 +316,18 @@ fn rclone_mounts_of_sftp_live_through_restarts_crashes_and_kills() {
     if !rclone_mounts_available("rclone_mounts_of_sftp_live_through_restarts_crashes_and_kills") {
         return;
     }
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
-    let configured = if var("BERTH_TEST_SFTP_PORT").is_empty() {
-        Err("BERTH_TEST_SFTP_PORT is not set (scripts/start-sftp.sh)".to_string())
-    } else {
-        Ok(())
-    };
-    if !available(
+    let Some(port) = server_var(
+        "BERTH_TEST_SFTP_PORT",
         "BERTH_REQUIRE_SFTP",
         "rclone_mounts_of_sftp_live_through_restarts_crashes_and_kills",
-        configured,
-    ) {
+    ) else {
         return;
-    }
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
     let mut server = Server::start();
     let backend = Api::new(&server, "acme").connect(
         "sftp",
-        &json!({"host": var("BERTH_TEST_SFTP_HOST"), "port": var("BERTH_TEST_SFTP_PORT").parse::<u16>().unwrap(),
+        &json!({"host": var("BERTH_TEST_SFTP_HOST"), "port": port.parse::<u16>().unwrap(),
             "user": var("BERTH_TEST_SFTP_USER"), "pass": var("BERTH_TEST_SFTP_PASS")}),
     );
     let remote_path = format!("berth-mount-{}", std::process::id());

@@ -656,8 +656,8 @@ async fn off_mode_upload_errors_reach_close() {
     assert_eq!(errno_of(fx.resolve("q").await), libc::ENOENT);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn off_mode_reads_ahead() {
+/// A store answering after 30 ms, holding 64 MiB in `seq.bin`.
+async fn slow_store_with_a_large_file() -> (Arc<Probe>, Vec<u8>) {
     let probe = Probe::new(Arc::new(MemoryStorage::new()), Duration::from_millis(30));
     let data = pattern(64 * MIB);
     probe
@@ -665,6 +665,12 @@ async fn off_mode_reads_ahead() {
         .write("seq.bin", berth_storage::once(data.clone()))
         .await
         .unwrap();
+    (probe, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_mode_reads_ahead() {
+    let (probe, data) = slow_store_with_a_large_file().await;
     let fx = Fx::over(probe.clone(), None, config(CacheMode::Off)).await;
     let back = fx.get_with("seq.bin", 128 * 1024).await;
     assert!(back == data);
@@ -678,17 +684,11 @@ async fn off_mode_reads_ahead() {
     assert!(reads <= 16, "{reads} ranged reads for 64 MiB");
 }
 
-/// Reads 64 MiB of a stored file through a store answering after 30 ms, in
-/// 1 MiB requests slightly out of order, as the kernel's parallel read-ahead
-/// sends them (0, 2, 1, 4, 3, ... MiB); answers the store's probe.
+/// Reads the file of [`slow_store_with_a_large_file`] in 1 MiB requests
+/// slightly out of order, as the kernel's parallel read-ahead sends them
+/// (0, 2, 1, 4, 3, ... MiB); answers the store's probe.
 async fn read_reordered(mode: CacheMode) -> Arc<Probe> {
-    let probe = Probe::new(Arc::new(MemoryStorage::new()), Duration::from_millis(30));
-    let data = pattern(64 * MIB);
-    probe
-        .inner
-        .write("seq.bin", berth_storage::once(data.clone()))
-        .await
-        .unwrap();
+    let (probe, data) = slow_store_with_a_large_file().await;
     let fx = Fx::over(probe.clone(), None, config(mode)).await;
     let ino = fx.resolve("seq.bin").await.unwrap().ino;
     let fh = fx.vfs.open(ino, libc::O_RDONLY).await.unwrap();
