@@ -1023,13 +1023,25 @@ impl LocalStorage {
         let shown2 = shown.clone();
         let (file, tmp) = blocking(move || create_temp(&dir, &shown2)).await?;
         // Each piece is written by a blocking-pool thread as it arrives,
-        // straight from the piece's buffer.
+        // straight from the piece's buffer. Writeback of what is written
+        // starts every few MiB, so the final fsync finds little left to do
+        // (13-20 % faster streamed writes here, docs/BENCHMARKS.md).
         let file = Arc::new(file);
+        let (mut written, mut started) = (0u64, 0u64);
         while let Some(piece) = body.next().await {
             let (piece, file, shown) = (piece?, file.clone(), shown.clone());
+            written += piece.len() as u64;
+            let writeback = (written - started >= WRITEBACK_STEP).then_some((started, written));
+            if writeback.is_some() {
+                started = written;
+            }
             blocking(move || {
                 io::Write::write_all(&mut &*file, &piece)
-                    .map_err(|e| StorageError::from_io(e, &shown))
+                    .map_err(|e| StorageError::from_io(e, &shown))?;
+                if let Some((from, to)) = writeback {
+                    begin_writeback(&file, from, to);
+                }
+                Ok(())
             })
             .await?;
         }
@@ -1041,6 +1053,23 @@ impl LocalStorage {
             Ok(())
         })
         .await
+    }
+}
+
+/// How much a streamed write lets pile up before writeback is started.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// Asks the kernel to start writing `[from, to)` of `file` to disk, without
+/// waiting (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`). Only a head
+/// start for the `fsync` that follows: its failure changes nothing.
+fn begin_writeback(file: &File, from: u64, to: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return;
+    };
+    // SAFETY: a valid open descriptor; the call reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
