@@ -261,6 +261,13 @@ impl RcloneMount {
         }
     }
 
+    /// Why the child is gone, once it has exited: its exit status and the
+    /// gist of the end of its log (scrubbed); `None` while it runs.
+    pub fn exit_reason(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        Some(format!("rclone exited ({status}): {}", self.log_gist()))
+    }
+
     /// The child still runs and its mount is in `/proc/self/mountinfo`.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None)) && self.rclone_mounted()

@@ -210,6 +210,9 @@ fn live_through_restarts_crashes_and_kills(
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(actor["state"], json!("active"), "{actors}");
+    // The dashboard sees why: rclone's exit and the end of its log.
+    let why = actor["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("rclone exited (signal: 9"), "{why}");
 
     // berth killed: its rclone child unmounts on the parent-death signal,
     // and the next start mounts again.

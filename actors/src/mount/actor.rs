@@ -235,8 +235,12 @@ impl MountActor {
         }
         let alive = self.spec.engine.is_serving() && is_mount_point(&self.spec.mount_path);
         if !alive {
-            tracing::warn!(mount = %self.spec.id, "mount vanished; mounting again");
-            self.mount_again("the mount vanished; remounting", ctx);
+            let reason = match self.spec.engine.lost_reason() {
+                Some(why) => format!("the mount vanished ({why}); remounting"),
+                None => "the mount vanished; remounting".to_string(),
+            };
+            tracing::warn!(mount = %self.spec.id, %reason, "mounting again");
+            self.mount_again(&reason, ctx);
         }
     }
 }

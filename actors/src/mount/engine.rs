@@ -44,6 +44,11 @@ pub trait MountEngine: Send + Sync {
     /// Whether the engine's side of the mount still runs (the actor checks
     /// the kernel's mount table too).
     fn is_serving(&self) -> bool;
+    /// Why the engine's side stopped, when it can tell (shown in the actor
+    /// book until the mount is back).
+    fn lost_reason(&self) -> Option<String> {
+        None
+    }
     /// Applies new settings to the live mount, or says when they apply.
     fn reconfigure(&self, settings: &VfsSettings) -> Reconfigured;
     /// Uploads everything pending, then unmounts `path`. On failure the
@@ -348,6 +353,14 @@ impl MountEngine for RcloneEngine {
         self.child.try_lock().map_or(true, |mut child| {
             child.as_mut().is_some_and(|c| c.is_alive())
         })
+    }
+
+    fn lost_reason(&self) -> Option<String> {
+        self.child
+            .try_lock()
+            .ok()?
+            .as_mut()
+            .and_then(RcloneMount::exit_reason)
     }
 
     fn reconfigure(&self, _settings: &VfsSettings) -> Reconfigured {
