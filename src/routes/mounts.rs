@@ -38,6 +38,7 @@ fn mount_json(view: &MountView, with_config: bool) -> Value {
         "remote_path": view.remote_path,
         "status": view.status,
         "created_at": view.created_at,
+        "engine": view.engine,
     });
     if let Some(error) = &view.error {
         body["error"] = json!(error);

@@ -122,6 +122,7 @@ fn every_cache_mode_serves_ordinary_file_operations() {
             }
             let (_, detail) = api.get(&format!("/api/v1/mounts/{id}"));
             assert_eq!(detail["vfs_config"]["cache_mode"], json!(mode));
+            assert_eq!(detail["engine"], json!("native"));
             assert_eq!(
                 api.delete(&format!("/api/v1/mounts/{id}")).0,
                 StatusCode::OK

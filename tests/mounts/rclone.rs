@@ -162,6 +162,10 @@ fn live_through_restarts_crashes_and_kills(
         json!({"backend_id": backend, "remote_path": remote_path, "vfs_config": {"cache_mode": "writes"}}),
     );
     assert_eq!(fstype(&path).as_deref(), Some("fuse.rclone"));
+    assert_eq!(
+        api.get(&format!("/api/v1/mounts/{id}")).1["engine"],
+        json!("rclone")
+    );
     let (_, args) = rclone_child(&path).expect("an rclone mount child");
     let command = args.join(" ");
     assert!(command.contains("--vfs-cache-mode writes"), "{command}");

@@ -28,6 +28,8 @@ pub(super) struct MountEntry {
     pub(super) row: MountRow,
     settings: VfsSettings,
     addr: Addr<MountActor>,
+    /// `native` or `rclone`.
+    engine: &'static str,
     unmounting: bool,
 }
 
@@ -52,6 +54,8 @@ pub struct MountView {
     pub created_at: i64,
     /// The VFS settings.
     pub vfs_config: VfsSettings,
+    /// What serves it: `native` (berth's VFS) or `rclone` (`rclone mount`).
+    pub engine: &'static str,
 }
 
 /// Mount a backend.
@@ -149,12 +153,12 @@ impl Registry {
 
     /// Starts the actor of a stored mount, with the engine that serves its
     /// backend: `rclone mount` for backends rclone serves, berth's VFS
-    /// otherwise.
+    /// otherwise. Answers the actor and the engine's name.
     pub(super) fn start_mount(
         &self,
         row: &MountRow,
         settings: VfsSettings,
-    ) -> Result<Addr<MountActor>, RegistryError> {
+    ) -> Result<(Addr<MountActor>, &'static str), RegistryError> {
         let backend = self
             .backends
             .get(&row.backend_id)
@@ -162,7 +166,7 @@ impl Registry {
             .ok_or_else(RegistryError::backend_not_found)?;
         let cache_dir = self.settings.cache_root.join(&row.id);
         let lookup = self.directory.for_org(&row.org);
-        let engine: Arc<dyn MountEngine> =
+        let (engine, name): (Arc<dyn MountEngine>, &'static str) =
             if berth_engines::served_by_rclone(&backend.row.slug, &backend.config, &lookup) {
                 let source = RcloneBackend {
                     id: row.backend_id.clone(),
@@ -171,23 +175,21 @@ impl Registry {
                     env: self.settings.env.clone(),
                     lookup,
                 };
-                Arc::new(RcloneEngine::new(
-                    source,
-                    row.remote_path.clone(),
-                    cache_dir,
-                ))
+                let engine = RcloneEngine::new(source, row.remote_path.clone(), cache_dir);
+                (Arc::new(engine), "rclone")
             } else {
                 let storage = lookup
                     .lookup(&row.backend_id)
                     .map_err(|_| RegistryError::backend_not_found())?;
                 let storage = SubPath::wrap(storage, &row.remote_path)
                     .map_err(|e| RegistryError::Invalid(format!("Invalid remote_path: {e}")))?;
-                Arc::new(NativeEngine::new(
+                let engine = NativeEngine::new(
                     storage,
                     cache_dir,
                     self.settings.data_runtime.clone(),
                     format!("berth:{}", row.backend_id),
-                ))
+                );
+                (Arc::new(engine), "native")
             };
         let spec = MountSpec {
             id: row.id.clone(),
@@ -197,7 +199,8 @@ impl Registry {
             engine,
         };
         let services = self.mount_services();
-        Ok(Supervisor::start(move |_| MountActor::new(spec, services)))
+        let addr = Supervisor::start(move |_| MountActor::new(spec, services));
+        Ok((addr, name))
     }
 
     /// Restores every stored mount (called once backends are published).
@@ -205,13 +208,14 @@ impl Registry {
         for row in rows {
             let settings = serde_json::from_str(&row.vfs_config).unwrap_or_default();
             match self.start_mount(&row, settings) {
-                Ok(addr) => {
+                Ok((addr, engine)) => {
                     self.mounts.insert(
                         row.id.clone(),
                         MountEntry {
                             row,
                             settings,
                             addr,
+                            engine,
                             unmounting: false,
                         },
                     );
@@ -239,6 +243,7 @@ impl Registry {
             error,
             created_at: entry.row.created_at_ms / 1000,
             vfs_config: entry.settings,
+            engine: entry.engine,
         }
     }
 
@@ -358,8 +363,8 @@ impl Registry {
         if let Err(err) = self.settings.db.insert_mount(&row) {
             return ready(Err(super::db_error(err)));
         }
-        let addr = match self.start_mount(&row, settings) {
-            Ok(addr) => addr,
+        let (addr, engine) = match self.start_mount(&row, settings) {
+            Ok(started) => started,
             Err(err) => {
                 let _ = self.settings.db.delete_mount(&row.id);
                 return ready(Err(err));
@@ -372,6 +377,7 @@ impl Registry {
                 row,
                 settings,
                 addr: addr.clone(),
+                engine,
                 unmounting: false,
             },
         );
