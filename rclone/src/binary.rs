@@ -5,13 +5,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
 use crate::remote::{base_env, Remotes};
 use crate::secret::Scrubber;
+use crate::tokens::TokenVault;
 use crate::RcloneError;
 
 /// An rclone version (`v1.75.2`).
@@ -63,6 +64,7 @@ impl fmt::Display for Version {
 pub struct Rclone {
     path: PathBuf,
     version: Version,
+    tokens: Option<Arc<TokenVault>>,
 }
 
 impl Rclone {
@@ -103,7 +105,26 @@ impl Rclone {
             });
         }
         tracing::debug!(path = %path.display(), %version, "rclone located");
-        Ok(Rclone { path, version })
+        Ok(Rclone {
+            path,
+            version,
+            tokens: None,
+        })
+    }
+
+    /// This rclone with OAuth tokens kept in `vault`: every child defining a
+    /// remote with a token reads it from there and writes refreshed ones
+    /// back ([`TokenVault`]).
+    pub fn keeping_tokens_in(self, vault: Arc<TokenVault>) -> Rclone {
+        Rclone {
+            tokens: Some(vault),
+            ..self
+        }
+    }
+
+    /// Where OAuth tokens are kept, if anywhere.
+    pub fn token_vault(&self) -> Option<&Arc<TokenVault>> {
+        self.tokens.as_ref()
     }
 
     /// The version `rclone version` reported.
@@ -123,7 +144,7 @@ impl Rclone {
         remotes: &Remotes,
         on_parent_death: OnParentDeath,
     ) -> (Command, Scrubber) {
-        let env = remotes.env();
+        let env = remotes.env(self.tokens.as_deref());
         let mut cmd = command(&self.path, on_parent_death);
         cmd.envs(env.vars);
         (cmd, env.scrubber)

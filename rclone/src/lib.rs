@@ -18,6 +18,10 @@
 //!   config file is written, and no secret ever appears in argv (visible in
 //!   `/proc/<pid>/cmdline`). Secrets are `***` in `Debug` and are scrubbed
 //!   from rclone's stderr before anything is logged or returned.
+//! - **OAuth tokens are kept.** With a [`TokenVault`], tokens go to one
+//!   config file shared by every child, encrypted as rclone encrypts config
+//!   files, so the tokens rclone refreshes (which some providers rotate)
+//!   are written back and berth reads them to store them.
 //! - **Remote control on a unix socket** in a `0700` directory berth owns
 //!   (`--rc-addr unix://...`, `--rc-no-auth`): no port, no password, only
 //!   berth's user can reach it. berth reads the upload queue there.
@@ -46,6 +50,7 @@
 //!   call maps to rclone and which capabilities it claims per rclone type.
 
 mod binary;
+mod config_file;
 mod error;
 mod mount;
 mod obscure;
@@ -55,6 +60,7 @@ mod remote;
 mod secret;
 mod stderr;
 mod storage;
+mod tokens;
 
 pub use binary::{Rclone, Version, MIN_VERSION};
 pub use error::RcloneError;
@@ -62,3 +68,4 @@ pub use mount::{CacheMode, RcloneMount, VfsFlags};
 pub use probe::{ProbeError, ProbeErrorKind};
 pub use remote::{option, RcloneOption, RemoteDef, Remotes};
 pub use storage::RcloneStorage;
+pub use tokens::{token_digest, RefreshedToken, TokenVault};

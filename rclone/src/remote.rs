@@ -3,7 +3,9 @@
 //! rclone reads a remote `name` of type `t` with option `o = v` from
 //! `RCLONE_CONFIG_NAME_TYPE=t` and `RCLONE_CONFIG_NAME_O=v` (upper case).
 //! berth passes every remote that way, and nothing else of rclone's from its
-//! own environment: no config file in clear on disk, no secret in argv.
+//! own environment: no config file in clear on disk, no secret in argv. The
+//! one exception are OAuth tokens, which go to berth's encrypted token file
+//! ([`TokenVault`]) so that the tokens rclone refreshes are kept.
 
 use std::ffi::{OsStr, OsString};
 
@@ -11,6 +13,7 @@ pub use berth_storage::catalog::RcloneOption;
 
 use crate::obscure::obscure;
 use crate::secret::Scrubber;
+use crate::tokens::{is_oauth_token, TokenVault};
 use crate::RcloneError;
 
 /// Longest remote name berth accepts.
@@ -123,14 +126,32 @@ impl Remotes {
     }
 
     /// The variables defining every remote (obscuring what needs it), and a
-    /// scrubber for every secret value, in clear and as passed.
-    pub(crate) fn env(&self) -> RemoteEnv {
+    /// scrubber for every secret value, in clear and as passed. With a
+    /// `vault`, OAuth tokens go to its file instead, where rclone keeps the
+    /// ones it refreshes; a token the vault cannot take stays in the
+    /// environment (working, but its refreshes are lost), said in the log.
+    pub(crate) fn env(&self, vault: Option<&TokenVault>) -> RemoteEnv {
         let mut vars = Vec::new();
         let mut secrets = Vec::new();
+        let mut in_vault = false;
         for remote in self.all() {
             let prefix = format!("RCLONE_CONFIG_{}", remote.name.to_ascii_uppercase());
             vars.push((format!("{prefix}_TYPE"), remote.rclone_type.clone()));
             for option in &remote.options {
+                if let Some(vault) = vault.filter(|_| is_oauth_token(&option.name, &option.value)) {
+                    match vault.stage(&remote.name, &option.value) {
+                        Ok(()) => {
+                            secrets.push(option.value.clone());
+                            in_vault = true;
+                            continue;
+                        }
+                        Err(err) => tracing::warn!(
+                            remote = %remote.name,
+                            error = %err,
+                            "could not keep the OAuth token in berth's rclone token file; tokens rclone refreshes now are lost"
+                        ),
+                    }
+                }
                 let value = if option.obscure {
                     obscure(&option.value)
                 } else {
@@ -143,6 +164,10 @@ impl Remotes {
                 let name = option.name.to_ascii_uppercase();
                 vars.push((format!("{prefix}_{name}"), value));
             }
+        }
+        if let Some(vault) = vault.filter(|_| in_vault) {
+            secrets.push(vault.password().to_owned());
+            vars.extend(vault.child_env());
         }
         RemoteEnv {
             vars,
@@ -239,7 +264,7 @@ mod tests {
             }],
         )
         .unwrap();
-        let env = remotes.env();
+        let env = remotes.env(None);
         let get = |key: &str| {
             env.vars
                 .iter()
