@@ -31,18 +31,25 @@ pub fn jwt_key(settings: &Settings) -> Result<JwtKey, String> {
 }
 
 /// Finds the rclone that serves providers without a native engine and logs
-/// its version; without one those providers answer why.
-async fn locate_rclone(binary: &Path) -> Result<Arc<berth_rclone::Rclone>, String> {
-    match berth_rclone::Rclone::locate(Some(binary)).await {
-        Ok(rclone) => {
-            tracing::info!(path = %rclone.path().display(), version = %rclone.version(), "rclone engine ready");
-            Ok(Arc::new(rclone))
-        }
+/// its version; without one those providers answer why. OAuth tokens it
+/// refreshes are kept in `<data_dir>/rclone`, encrypted under a key derived
+/// from the master key.
+async fn locate_rclone(
+    settings: &Settings,
+    key: &MasterKey,
+) -> Result<Result<Arc<berth_rclone::Rclone>, String>, String> {
+    let rclone = match berth_rclone::Rclone::locate(Some(&settings.rclone)).await {
+        Ok(rclone) => rclone,
         Err(err) => {
             tracing::warn!(error = %err, "no rclone: providers without a native engine cannot connect");
-            Err(err.to_string())
+            return Ok(Err(err.to_string()));
         }
-    }
+    };
+    tracing::info!(path = %rclone.path().display(), version = %rclone.version(), "rclone engine ready");
+    let dir = settings.data_dir.join("rclone");
+    let vault = berth_rclone::TokenVault::open(&dir, &key.derive("rclone-config"))
+        .map_err(|e| format!("rclone token file in {}: {e}", dir.display()))?;
+    Ok(Ok(Arc::new(rclone.keeping_tokens_in(Arc::new(vault)))))
 }
 
 /// Runs the service until SIGINT/SIGTERM; the data path of every mount runs
@@ -66,7 +73,7 @@ pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> 
             host_credentials: settings.host_credentials,
         },
         state_dir: settings.data_dir.join("engines"),
-        rclone: locate_rclone(&settings.rclone).await,
+        rclone: locate_rclone(&settings, &key).await?,
     };
     let registry = Registry::load(RegistrySettings {
         db,

@@ -95,6 +95,15 @@ pub struct Adopt {
 #[rtype(result = "()")]
 pub struct Rebuild;
 
+/// The stored config changed without new credentials (a token rclone
+/// refreshed): builds from now on use it; the live driver stays.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeepConfig {
+    /// The config as now stored.
+    pub config: Config,
+}
+
 /// The backend is being deleted: go to `gone`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -380,6 +389,14 @@ impl Handler<Rebuild> for BackendActor {
         self.begin_probe(ctx);
         let span = info_span!("backend.rebuild", backend = %self.spec.id);
         self.probe_before_anything_else(span, ctx);
+    }
+}
+
+impl Handler<KeepConfig> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeepConfig, _ctx: &mut Context<Self>) {
+        self.spec.config = msg.config;
     }
 }
 

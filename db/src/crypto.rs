@@ -121,6 +121,16 @@ impl MasterKey {
         MasterKey(bytes)
     }
 
+    /// A key for another use of berth (named by `purpose`), derived from
+    /// this one with HMAC-SHA-256: knowing it reveals nothing of this key.
+    pub fn derive(&self, purpose: &str) -> [u8; KEY_LEN] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Encrypts `plaintext`, binding it to `aad` (the backend id). Returns
     /// `nonce (24 bytes) || ciphertext || tag (16 bytes)`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
@@ -297,6 +307,22 @@ mod tests {
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_master_key() {
+        let key = MasterKey::from_bytes([1; KEY_LEN]);
+        let a = key.derive("rclone-config");
+        assert_eq!(
+            a,
+            MasterKey::from_bytes([1; KEY_LEN]).derive("rclone-config")
+        );
+        assert_ne!(a, key.derive("other"));
+        assert_ne!(
+            a,
+            MasterKey::from_bytes([2; KEY_LEN]).derive("rclone-config")
+        );
+        assert_ne!(a, [1; KEY_LEN]);
     }
 
     #[test]

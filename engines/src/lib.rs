@@ -10,7 +10,7 @@ mod host;
 mod rclone;
 mod upstreams;
 
-pub use rclone::RcloneMountSource;
+pub use rclone::{remote_name, RcloneMountSource};
 pub use upstreams::references;
 
 use async_trait::async_trait;
@@ -202,10 +202,7 @@ mod tests {
 
     #[test]
     fn rclone_remote_names_are_safe_and_stable() {
-        assert_eq!(
-            rclone::remote_name("4179d7ddce2841c9"),
-            "b_4179d7ddce2841c9"
-        );
-        assert_eq!(rclone::remote_name("A-b"), "b_a_b");
+        assert_eq!(remote_name("4179d7ddce2841c9"), "b_4179d7ddce2841c9");
+        assert_eq!(remote_name("A-b"), "b_a_b");
     }
 }

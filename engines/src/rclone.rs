@@ -31,8 +31,9 @@ pub(crate) fn serves(provider: &Provider, config: &Config) -> bool {
 }
 
 /// The rclone remote name of a backend: stable for its life, so rclone's
-/// VFS cache of a mount finds its pending uploads again after a restart.
-pub(crate) fn remote_name(backend_id: &str) -> String {
+/// VFS cache of a mount finds its pending uploads again after a restart,
+/// and its tokens are found in berth's token file.
+pub fn remote_name(backend_id: &str) -> String {
     let safe: String = backend_id
         .chars()
         .map(|c| {

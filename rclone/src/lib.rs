@@ -68,4 +68,4 @@ pub use mount::{CacheMode, RcloneMount, VfsFlags};
 pub use probe::{ProbeError, ProbeErrorKind};
 pub use remote::{option, RcloneOption, RemoteDef, Remotes};
 pub use storage::RcloneStorage;
-pub use tokens::{token_digest, RefreshedToken, TokenVault};
+pub use tokens::TokenVault;

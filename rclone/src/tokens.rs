@@ -12,11 +12,11 @@
 //! children of the same backend (a mount, short-lived commands, a wrapper
 //! over it) follow one chain of tokens.
 //!
-//! berth stays the owner of the token: [`TokenVault::refreshed`] reports
-//! what rclone wrote, and the service seals it into the database. Which
-//! token belongs in the file is decided by a *lineage* per remote: the
-//! digest of the token berth last placed there and of every refresh seen
-//! since. A child built with a token of the lineage leaves the file alone
+//! berth stays the owner of the token: [`TokenVault::newer`] tells whether
+//! the file holds a refresh of the token the database holds, and the
+//! service seals it into the database. Which token belongs in the file is
+//! decided by a *lineage* per remote: the digest of the token berth last
+//! placed there and of every refresh seen since. A child built with a token of the lineage leaves the file alone
 //! (it is at or behind the file); a token outside it (a new one from the
 //! API) replaces the file's. The lineages (digests only) persist beside the
 //! file, so a restart finds the chain again. When a new token replaces the
@@ -45,9 +45,8 @@ const LINEAGE_LEN: usize = 64;
 /// The option that holds an OAuth token.
 const TOKEN: &str = "token";
 
-/// The digest berth compares tokens by (hex SHA-256): what
-/// [`RefreshedToken::replaces`] holds.
-pub fn token_digest(token: &str) -> String {
+/// The digest tokens are compared by in lineages (hex SHA-256).
+fn token_digest(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -58,26 +57,6 @@ pub fn token_digest(token: &str) -> String {
 /// JSON object under `token`).
 pub(crate) fn is_oauth_token(name: &str, value: &str) -> bool {
     name == TOKEN && serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v.is_object())
-}
-
-/// A token rclone refreshed.
-pub struct RefreshedToken {
-    /// The remote it belongs to.
-    pub remote: String,
-    /// [`token_digest`] of the token it follows.
-    pub replaces: String,
-    /// The new token (rclone's JSON).
-    pub token: String,
-}
-
-impl fmt::Debug for RefreshedToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshedToken")
-            .field("remote", &self.remote)
-            .field("replaces", &self.replaces)
-            .field("token", &"***")
-            .finish()
-    }
 }
 
 /// The digests of one remote's chain of tokens, oldest first.
@@ -91,10 +70,6 @@ impl Lineage {
 
     fn contains(&self, digest: &str) -> bool {
         self.0.iter().any(|d| d == digest)
-    }
-
-    fn latest(&self) -> Option<&String> {
-        self.0.back()
     }
 
     fn push(&mut self, digest: String) {
@@ -182,6 +157,7 @@ impl TokenVault {
         let digest = token_digest(token);
         let mut state = self.state.lock().expect("token vault lock");
         let mut ini = self.read()?;
+        self.observe(&mut state, &ini)?;
         let in_file = ini.get(remote, TOKEN).is_some();
         let current = state.lineages.get(remote).cloned();
         if in_file && current.as_ref().is_some_and(|l| l.contains(&digest)) {
@@ -204,39 +180,52 @@ impl TokenVault {
         self.save_lineages(&state)
     }
 
-    /// The tokens rclone refreshed since the last call, oldest chain link
-    /// first per remote (cheap when the file did not change).
-    pub fn refreshed(&self) -> io::Result<Vec<RefreshedToken>> {
+    /// Whether the file changed since the last call (a `stat`): when it
+    /// did, [`newer`](Self::newer) may have something to say.
+    pub fn changed(&self) -> bool {
         let mut state = self.state.lock().expect("token vault lock");
         let stamp = std::fs::metadata(&self.config)
             .ok()
             .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
-        if stamp.is_none() || stamp == state.polled {
-            return Ok(Vec::new());
-        }
-        let ini = self.read()?;
-        let mut found = Vec::new();
-        for (remote, lineage) in state.lineages.iter_mut() {
-            let Some(token) = ini.get(remote, TOKEN) else {
-                continue;
-            };
-            let digest = token_digest(token);
-            if lineage.contains(&digest) {
-                continue;
-            }
-            let replaces = lineage.latest().cloned().unwrap_or_default();
-            lineage.push(digest);
-            found.push(RefreshedToken {
-                remote: remote.clone(),
-                replaces,
-                token: token.to_owned(),
-            });
-        }
+        let changed = stamp != state.polled;
         state.polled = stamp;
-        if !found.is_empty() {
-            self.save_lineages(&state)?;
+        changed
+    }
+
+    /// The token rclone refreshed from `token` (directly or after several
+    /// refreshes), when the file holds one: `token` is what the database
+    /// holds for `remote`. `None` when the file holds `token` itself, or a
+    /// token of another chain (a newer token from the API replaced it).
+    pub fn newer(&self, remote: &str, token: &str) -> io::Result<Option<String>> {
+        let mut state = self.state.lock().expect("token vault lock");
+        let ini = self.read()?;
+        self.observe(&mut state, &ini)?;
+        let Some(in_file) = ini.get(remote, TOKEN).filter(|t| *t != token) else {
+            return Ok(None);
+        };
+        let descends = state
+            .lineages
+            .get(remote)
+            .is_some_and(|l| l.contains(&token_digest(token)));
+        Ok(descends.then(|| in_file.to_owned()))
+    }
+
+    /// Adds to each remote's lineage the token rclone wrote for it, if new.
+    fn observe(&self, state: &mut State, ini: &Ini) -> io::Result<()> {
+        let mut grew = false;
+        for (remote, lineage) in state.lineages.iter_mut() {
+            if let Some(token) = ini.get(remote, TOKEN) {
+                let digest = token_digest(token);
+                if !lineage.contains(&digest) {
+                    lineage.push(digest);
+                    grew = true;
+                }
+            }
         }
-        Ok(found)
+        if grew {
+            self.save_lineages(state)?;
+        }
+        Ok(())
     }
 
     /// Drops `remote`'s token and chain (its backend is gone).
@@ -300,20 +289,18 @@ mod tests {
     }
 
     #[test]
-    fn refreshes_are_reported_once_each_and_kept_across_restarts() {
+    fn refreshes_are_found_from_any_older_token_and_kept_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path());
         v.stage("b_1", T0).unwrap();
         assert_eq!(in_file(&v, "b_1").as_deref(), Some(T0));
-        assert!(v.refreshed().unwrap().is_empty());
+        assert!(v.changed());
+        assert!(!v.changed());
+        assert_eq!(v.newer("b_1", T0).unwrap(), None);
         rclone_refreshes(&v, "b_1", T1);
-        let found = v.refreshed().unwrap();
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].remote, "b_1");
-        assert_eq!(found[0].replaces, token_digest(T0));
-        assert_eq!(found[0].token, T1);
-        assert!(!format!("{found:?}").contains("refresh_token"));
-        assert!(v.refreshed().unwrap().is_empty());
+        assert!(v.changed());
+        assert_eq!(v.newer("b_1", T0).unwrap().as_deref(), Some(T1));
+        assert_eq!(v.newer("b_1", T1).unwrap(), None);
         // A child built from the stored token before or after the refresh
         // leaves the refreshed one in place.
         v.stage("b_1", T0).unwrap();
@@ -322,9 +309,10 @@ mod tests {
         rclone_refreshes(&v, "b_1", T2);
         drop(v);
         let v = vault(dir.path());
-        let found = v.refreshed().unwrap();
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].replaces, token_digest(T1));
+        assert_eq!(v.newer("b_1", T0).unwrap().as_deref(), Some(T2));
+        assert_eq!(v.newer("b_1", T1).unwrap().as_deref(), Some(T2));
+        assert_eq!(v.newer("b_1", NEW).unwrap(), None, "not of the chain");
+        assert_eq!(v.newer("b_9", T0).unwrap(), None, "no such remote");
         v.stage("b_1", T1).unwrap();
         assert_eq!(in_file(&v, "b_1").as_deref(), Some(T2));
         let text = std::fs::read_to_string(&v.config).unwrap();
@@ -337,7 +325,6 @@ mod tests {
         let v = vault(dir.path());
         v.stage("b_1", T0).unwrap();
         rclone_refreshes(&v, "b_1", T1);
-        assert_eq!(v.refreshed().unwrap().len(), 1);
         v.stage("b_2", T0).unwrap();
         // A credential check with a new token.
         v.stage("b_1", NEW).unwrap();
@@ -346,7 +333,7 @@ mod tests {
         // have been used up by the refresh).
         v.stage("b_1", T0).unwrap();
         assert_eq!(in_file(&v, "b_1").as_deref(), Some(T1));
-        assert!(v.refreshed().unwrap().is_empty());
+        assert_eq!(v.newer("b_1", NEW).unwrap(), None);
         // Other remotes are untouched.
         assert_eq!(in_file(&v, "b_2").as_deref(), Some(T0));
         v.forget("b_1").unwrap();

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// An emulator setting from the environment; `None` skips, unless
 /// `BERTH_REQUIRE_EMULATORS=1` (scripts/test.sh), where it fails.
-fn setting(var: &str) -> Option<String> {
+pub(crate) fn setting(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Some(value),
         _ if std::env::var("BERTH_REQUIRE_EMULATORS").as_deref() == Ok("1") => {
@@ -30,13 +30,20 @@ pub(crate) fn assert_never_leaked(server: &Server, responses: &[Value], secret: 
         );
     }
     assert!(!server.log().contains(secret), "secret in the log");
-    for entry in std::fs::read_dir(&server.data_dir).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "secret stored in clear in {path:?}"
-        );
+    let mut dirs = vec![server.data_dir.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "secret stored in clear in {path:?}"
+            );
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! Providers served by rclone, through the API: connect, test and wrong
 //! credentials against real servers (`rclone serve webdav` on 127.0.0.1, a
 //! local directory with `"engine": "rclone"`), wrappers over them served by
-//! rclone too, clear refusals, and secrets that never leave the process.
+//! rclone too, OAuth tokens rclone refreshes kept (GCS emulator behind a
+//! rotating token server), clear refusals, and secrets that never leave the
+//! process.
 //! Skipped without rclone, unless `BERTH_REQUIRE_RCLONE=1`
 //! (scripts/test.sh).
 
-use crate::cloud::assert_never_leaked;
-use crate::common::rclone::{rclone_present, WebDav};
+use crate::cloud::{assert_never_leaked, setting};
+use crate::common::rclone::{rclone_present, TokenServer, WebDav};
 use crate::common::{assert_error, Api, Options, Server};
 use berth_storage::testkit::free_port;
 use reqwest::StatusCode;
@@ -193,4 +195,64 @@ fn wrappers_over_backends_rclone_cannot_serve_are_refused() {
         StatusCode::BAD_REQUEST,
         "backend 'mem' (memory), which this union uses, cannot run in rclone",
     );
+}
+
+/// A backend whose OAuth refresh token rotates on every refresh (as Box's
+/// do) keeps working through many rclone processes, a restart, and the loss
+/// of berth's token file: each refreshed token reaches the database, and
+/// none is stored or shown in clear.
+#[test]
+fn oauth_tokens_rclone_refreshes_are_kept() {
+    if !rclone_present("oauth_tokens_rclone_refreshes_are_kept") {
+        return;
+    }
+    let Some(gcs) = setting("BERTH_TEST_GCS_ENDPOINT") else {
+        return;
+    };
+    let tokens = TokenServer::start("refresh-rotating-7f3a");
+    let mut server = Server::start();
+    let api = Api::new(&server, "acme");
+    let token = json!({
+        "access_token": "access-expired-7f3a",
+        "refresh_token": "refresh-rotating-7f3a",
+        "token_type": "Bearer",
+        "expiry": "2020-01-01T00:00:00Z",
+    });
+    let body = json!({
+        "engine": "rclone",
+        "endpoint": format!("{gcs}/storage/v1/"),
+        "project_number": "berth-test",
+        "token": token.to_string(),
+        "token_url": tokens.url,
+    });
+    let created = api.post("/api/v1/backends/google-cloud-storage", &body);
+    assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
+    let id = created.1["data"]["id"].as_str().unwrap().to_owned();
+    let test = format!("/api/v1/backends/{id}/test");
+    let mut responses = vec![created.1];
+    for _ in 0..3 {
+        let tested = api.get(&test);
+        assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
+        responses.push(tested.1);
+    }
+    server.restart();
+    let api = Api::new(&server, "acme");
+    let tested = api.get(&test);
+    assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
+    // Without the token file, the database's token must be the latest.
+    server.stop();
+    std::fs::remove_dir_all(server.data_dir.join("rclone")).unwrap();
+    server.restart();
+    let api = Api::new(&server, "acme");
+    let tested = api.get(&test);
+    assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
+    responses.push(tested.1);
+    responses.push(api.get(&format!("/api/v1/backends/{id}")).1);
+
+    let grants = tokens.grants();
+    assert!(grants.issued.len() >= 6, "{grants:?}");
+    assert_eq!(grants.refused, 0, "a used-up refresh token was sent");
+    for issued in &grants.issued {
+        assert_never_leaked(&server, &responses, issued);
+    }
 }

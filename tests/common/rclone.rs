@@ -81,3 +81,118 @@ impl Drop for WebDav {
         let _ = self.child.wait();
     }
 }
+
+/// An OAuth token endpoint on 127.0.0.1 that rotates refresh tokens the way
+/// Box does: each refresh token works once, and every answer carries a new
+/// one. Access tokens it issues expire at once, so every rclone process
+/// refreshes. Stops when dropped.
+pub struct TokenServer {
+    /// The token URL (`http://127.0.0.1:PORT/token`).
+    pub url: String,
+    state: std::sync::Arc<std::sync::Mutex<Grants>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the token server has seen.
+#[derive(Debug, Default, Clone)]
+pub struct Grants {
+    /// The refresh token that works next.
+    pub valid: String,
+    /// Every refresh token it issued, the first one included.
+    pub issued: Vec<String>,
+    /// Refresh requests it refused (a used-up or unknown refresh token).
+    pub refused: usize,
+}
+
+impl TokenServer {
+    /// Starts with `first` as the one valid refresh token; tokens it issues
+    /// are `first` plus a counter.
+    pub fn start(first: &str) -> TokenServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(Grants {
+            valid: first.to_owned(),
+            issued: vec![first.to_owned()],
+            refused: 0,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, stopping) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => answer_token_request(stream, &shared),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TokenServer { url, state, stop }
+    }
+
+    /// What it has seen so far.
+    pub fn grants(&self) -> Grants {
+        self.state.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Answers one `grant_type=refresh_token` POST.
+fn answer_token_request(mut stream: std::net::TcpStream, state: &std::sync::Mutex<Grants>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    stream.set_nonblocking(false).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let body = String::from_utf8_lossy(&body);
+    let presented = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("refresh_token="))
+        .unwrap_or_default()
+        .to_owned();
+    let (status, answer) = {
+        let mut grants = state.lock().unwrap();
+        if presented == grants.valid {
+            let next = format!("{}-{}", grants.issued[0], grants.issued.len());
+            grants.valid = next.clone();
+            grants.issued.push(next.clone());
+            let answer = serde_json::json!({
+                "access_token": format!("access-{next}"),
+                "refresh_token": next,
+                "token_type": "Bearer",
+                "expires_in": 1,
+            });
+            ("200 OK", answer)
+        } else {
+            grants.refused += 1;
+            (
+                "400 Bad Request",
+                serde_json::json!({"error": "invalid_grant"}),
+            )
+        }
+    };
+    let answer = answer.to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+}

@@ -13,6 +13,7 @@ use crate::directory::Directory;
 use mounts::MountEntry;
 
 mod mounts;
+mod tokens;
 use crate::error::RegistryError;
 use crate::guard::guard;
 use crate::state::BackendState;
@@ -716,24 +717,10 @@ impl Registry {
                 };
                 // A wrapper using it may have been mounted meanwhile.
                 act.refuse_if_rclone_user_mounted(&act.backends[&id])?;
-                let plain = serde_json::to_vec(&new_config)
-                    .map_err(|e| RegistryError::Internal(e.to_string()))?;
-                let sealed = act.settings.key.seal(&plain, id.as_bytes());
-                act.settings
-                    .db
-                    .update_backend_config(&id, &sealed)
-                    .map_err(db_error)?;
-                let entry = act
-                    .backends
-                    .get_mut(&id)
-                    .ok_or_else(RegistryError::backend_not_found)?;
-                entry.config = new_config.clone();
-                entry.row.sealed_config = sealed;
-                act.directory.redefine(
-                    &entry.row.org,
-                    entry.row.name.as_deref(),
-                    definition_of(&entry.row, &new_config),
-                );
+                let mut new_config = new_config;
+                act.keep_token_refreshed_meanwhile(&id, &old_config, &mut new_config);
+                act.store_config(&id, new_config.clone())?;
+                let entry = &act.backends[&id];
                 entry.addr.do_send(Adopt {
                     config: new_config,
                     storage,
@@ -748,6 +735,30 @@ impl Registry {
             }),
         )
     }
+    /// Seals `config` as backend `id`'s stored config, and makes it the one
+    /// the registry and the directory hold.
+    fn store_config(&mut self, id: &str, config: Config) -> Result<(), RegistryError> {
+        let plain =
+            serde_json::to_vec(&config).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let sealed = self.settings.key.seal(&plain, id.as_bytes());
+        self.settings
+            .db
+            .update_backend_config(id, &sealed)
+            .map_err(db_error)?;
+        let entry = self
+            .backends
+            .get_mut(id)
+            .ok_or_else(RegistryError::backend_not_found)?;
+        self.directory.redefine(
+            &entry.row.org,
+            entry.row.name.as_deref(),
+            definition_of(&entry.row, &config),
+        );
+        entry.config = config;
+        entry.row.sealed_config = sealed;
+        Ok(())
+    }
+
     /// Removes what engines kept for a deleted backend: hasher records and
     /// the on-disk state directory (cache chunks). Failures are logged: the
     /// backend itself is already gone.
@@ -779,6 +790,7 @@ impl Registry {
         }
         self.settings.db.delete_backend(&msg.id).map_err(db_error)?;
         self.forget_state(&msg.id);
+        self.forget_token(&msg.id);
         if let Some(entry) = self.backends.remove(&msg.id) {
             self.directory
                 .remove(&entry.row.org, &entry.row.id, entry.row.name.as_deref());
@@ -791,8 +803,9 @@ impl Registry {
 impl Actor for Registry {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.settings.book.register(KIND, KIND, None, "running");
+        self.watch_tokens(ctx);
         let restored = std::mem::take(&mut self.restored);
         // Publish every backend before any actor builds, so wrappers find
         // their upstreams whatever the order.

@@ -509,7 +509,7 @@ impl Handler<DeleteMount> for Registry {
 }
 
 impl Handler<Shutdown> for Registry {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
         let unmounts: Vec<_> = self
@@ -517,7 +517,7 @@ impl Handler<Shutdown> for Registry {
             .values()
             .map(|m| (m.row.id.clone(), m.addr.send(Unmount { forget: false })))
             .collect();
-        Box::pin(async move {
+        let unmounted = async move {
             for (id, unmount) in unmounts {
                 match unmount.await {
                     Ok(Ok(())) => tracing::info!(mount = %id, "unmounted for shutdown"),
@@ -527,7 +527,11 @@ impl Handler<Shutdown> for Registry {
                     Err(error) => tracing::error!(mount = %id, %error, "mount actor unavailable"),
                 }
             }
-        })
+        };
+        // rclone children may have refreshed tokens until they exited.
+        Box::pin(
+            fut::wrap_future::<_, Self>(unmounted).map(|(), act, _| act.keep_refreshed_tokens()),
+        )
     }
 }
 
