@@ -230,6 +230,15 @@ fn oauth_tokens_rclone_refreshes_are_kept() {
     let id = created.1["data"]["id"].as_str().unwrap().to_owned();
     let test = format!("/api/v1/backends/{id}/test");
     let mut responses = vec![created.1];
+    // Without the token file, the database's token must be the latest:
+    // here the one the connect probe got.
+    let restart_without_token_file = |server: &mut Server| {
+        server.stop();
+        std::fs::remove_dir_all(server.data_dir.join("rclone")).unwrap();
+        server.restart();
+    };
+    restart_without_token_file(&mut server);
+    let api = Api::new(&server, "acme");
     for _ in 0..3 {
         let tested = api.get(&test);
         assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
@@ -239,10 +248,7 @@ fn oauth_tokens_rclone_refreshes_are_kept() {
     let api = Api::new(&server, "acme");
     let tested = api.get(&test);
     assert_eq!(tested.1["success"], json!(true), "{}", tested.1);
-    // Without the token file, the database's token must be the latest.
-    server.stop();
-    std::fs::remove_dir_all(server.data_dir.join("rclone")).unwrap();
-    server.restart();
+    restart_without_token_file(&mut server);
     let api = Api::new(&server, "acme");
     let tested = api.get(&test);
     assert_eq!(tested.1["success"], json!(true), "{}", tested.1);

@@ -617,6 +617,8 @@ impl Registry {
                 references,
             },
         );
+        // Its probe may have refreshed the token already.
+        self.keep_refreshed_token(&id);
         Ok(self.view(&self.backends[&id]))
     }
 
@@ -725,6 +727,8 @@ impl Registry {
                     config: new_config,
                     storage,
                 });
+                // The check may have refreshed the new token already.
+                act.keep_refreshed_token(&id);
                 // Wrappers served by rclone hold the old definition: they
                 // build their engines again from the new one.
                 let entry = &act.backends[&id];

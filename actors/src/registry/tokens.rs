@@ -36,33 +36,35 @@ impl Registry {
         }
     }
 
-    /// Stores every token rclone refreshed from a backend's stored one.
+    /// Stores every token rclone refreshed, when the token file changed.
     pub(super) fn keep_refreshed_tokens(&mut self) {
+        if !self.token_vault().is_some_and(|vault| vault.changed()) {
+            return;
+        }
+        let ids: Vec<String> = self.backends.keys().cloned().collect();
+        for id in ids {
+            self.keep_refreshed_token(&id);
+        }
+    }
+
+    /// Stores the token rclone refreshed from backend `id`'s stored one, if
+    /// it did.
+    pub(super) fn keep_refreshed_token(&mut self, id: &str) {
         let Some(vault) = self.token_vault() else {
             return;
         };
-        if !vault.changed() {
+        let Some(token) = self.backends.get(id).and_then(|e| token_of(&e.config)) else {
             return;
-        }
-        let refreshed: Vec<(String, String)> = self
-            .backends
-            .iter()
-            .filter_map(|(id, entry)| {
-                let token = token_of(&entry.config)?;
-                let remote = berth_engines::remote_name(id);
-                match vault.newer(&remote, token) {
-                    Ok(newer) => Some((id.clone(), newer?)),
-                    Err(err) => {
-                        tracing::warn!(backend = %id, error = %err, "could not read berth's rclone token file");
-                        None
-                    }
-                }
-            })
-            .collect();
-        for (id, token) in refreshed {
-            if let Err(err) = self.store_token(&id, token) {
-                tracing::error!(backend = %id, error = %err, "could not store the token rclone refreshed");
-            }
+        };
+        let stored = match vault.newer(&berth_engines::remote_name(id), token) {
+            Ok(None) => return,
+            Ok(Some(newer)) => self.store_token(id, newer),
+            Err(err) => Err(RegistryError::Internal(format!(
+                "cannot read berth's rclone token file: {err}"
+            ))),
+        };
+        if let Err(err) = stored {
+            tracing::error!(backend = %id, error = %err, "could not store the token rclone refreshed");
         }
     }
 
