@@ -90,13 +90,20 @@ fn run(cli: Cli) -> Result<(), String> {
 /// Keeps large allocations (fuser's 16 MiB request buffer per session thread)
 /// as fresh zero pages from mmap: with glibc's dynamic threshold they would
 /// come from the heap after the first free, be zeroed by hand, and stay
-/// resident, costing every idle mount tens of MiB.
+/// resident, costing every idle mount tens of MiB. The data path's pieces
+/// (1 MiB reads and writes) stay below the threshold, so their memory is
+/// reused from the heap: from mmap, each piece cost fresh pages, their
+/// faults and zeroing, and an munmap (a fifth of a streamed write's CPU
+/// time, measured with `perf`; docs/BENCHMARKS.md).
 fn fix_mmap_threshold() {
     // SAFETY: mallopt only changes allocator tuning; called before threads start.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
+
+/// Allocations from this size up come from mmap (see [`fix_mmap_threshold`]).
+const MMAP_THRESHOLD: libc::c_int = 2 << 20;
 
 fn main() -> ExitCode {
     fix_mmap_threshold();

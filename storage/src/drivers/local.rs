@@ -37,6 +37,7 @@
 //! | `time_type` | honoured: `mtime` (default, also `"0"`/`""`), `atime`, `btime`, `ctime` (or `1`..`3`) choose the time in [`Entry::modified`]. `btime` is refused at build time when the root's filesystem does not report birth times, and falls back to mtime for a single entry that lacks one. |
 //! | `no_preallocate`, `no_sparse`, `nounc`, `no_clone` | accepted, satisfied as given: on Linux berth never preallocates, never writes sparse multi-thread downloads, has no UNC paths and never makes reflink copies. |
 
+use super::streamed::StreamedFile;
 use super::{lexical_normalize, DriverEnv};
 use crate::{
     join_path, normalize_path, ByteStream, Capability, Entry, EntryKind, ErrorKind, ListPage,
@@ -1020,58 +1021,53 @@ impl LocalStorage {
         shown: String,
         mut body: ByteStream,
     ) -> Result<()> {
-        let shown2 = shown.clone();
-        let (file, tmp) = blocking(move || create_temp(&dir, &shown2)).await?;
-        // Each piece is written by a blocking-pool thread as it arrives,
-        // straight from the piece's buffer. Writeback of what is written
-        // starts every few MiB, so the final fsync finds little left to do
-        // (13-20 % faster streamed writes here, docs/BENCHMARKS.md).
-        let file = Arc::new(file);
-        let (mut written, mut started) = (0u64, 0u64);
-        while let Some(piece) = body.next().await {
-            let (piece, file, shown) = (piece?, file.clone(), shown.clone());
-            written += piece.len() as u64;
-            let writeback = (written - started >= WRITEBACK_STEP).then_some((started, written));
-            if writeback.is_some() {
-                started = written;
-            }
-            blocking(move || {
-                io::Write::write_all(&mut &*file, &piece)
-                    .map_err(|e| StorageError::from_io(e, &shown))?;
-                if let Some((from, to)) = writeback {
-                    begin_writeback(&file, from, to);
+        // One blocking-pool thread writes the file (straight to the disk
+        // where it can, see `StreamedFile`) while the next pieces arrive:
+        // receiving and writing overlap, up to `PIECES_AHEAD` pieces. `None`
+        // ends the file; a queue closed without it (the body failed)
+        // leaves nothing behind.
+        let (pieces, mut queue) = tokio::sync::mpsc::channel::<Option<Bytes>>(PIECES_AHEAD);
+        let writer = blocking(move || {
+            let (file, tmp) = create_temp(&dir, &shown)?;
+            let mut out = StreamedFile::new(file, tmp.path());
+            loop {
+                match queue.blocking_recv() {
+                    Some(Some(piece)) => out
+                        .write(&piece)
+                        .map_err(|e| StorageError::from_io(e, &shown))?,
+                    Some(None) => break,
+                    None => {
+                        return Err(StorageError::new(
+                            ErrorKind::Other,
+                            format!("{shown}: the write ended early"),
+                        ))
+                    }
                 }
-                Ok(())
-            })
-            .await?;
-        }
-        blocking(move || {
-            file.sync_all()
-                .and_then(|()| fs::rename(tmp.path(), &host))
+            }
+            out.finish()
+                .and_then(|_| fs::rename(tmp.path(), &host))
                 .map_err(|e| StorageError::from_io(e, &shown))?;
             tmp.keep();
             Ok(())
-        })
-        .await
+        });
+        let feed = async move {
+            while let Some(piece) = body.next().await {
+                if pieces.send(Some(piece?)).await.is_err() {
+                    // The writer stopped: its error tells why.
+                    return Ok(());
+                }
+            }
+            let _ = pieces.send(None).await;
+            Ok::<_, StorageError>(())
+        };
+        let (fed, written) = futures::join!(feed, writer);
+        // The body's own error comes first: the writer's is its echo.
+        fed.and(written)
     }
 }
 
-/// How much a streamed write lets pile up before writeback is started.
-const WRITEBACK_STEP: u64 = 8 << 20;
-
-/// Asks the kernel to start writing `[from, to)` of `file` to disk, without
-/// waiting (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`). Only a head
-/// start for the `fsync` that follows: its failure changes nothing.
-fn begin_writeback(file: &File, from: u64, to: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
-        return;
-    };
-    // SAFETY: a valid open descriptor; the call reads no memory of ours.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
+/// How many pieces of a streamed write may wait for the disk.
+const PIECES_AHEAD: usize = 4;
 
 /// Runs blocking file work on the blocking pool.
 async fn blocking<T, F>(f: F) -> Result<T>

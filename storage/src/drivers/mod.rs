@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod memory;
+mod streamed;
 
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;

@@ -1,0 +1,218 @@
+//! Writing a streamed file to local disk past the page cache.
+//!
+//! A streamed write is fsynced before it is renamed into place, so its pages
+//! would be copied into the page cache only to be flushed at once: with
+//! `O_DIRECT` the pieces are gathered in an aligned buffer and written
+//! straight to the disk instead, which saves the kernel's copy (two thirds
+//! of berth's CPU time in a streamed write, measured with `perf`) and the
+//! flush that follows. The unaligned tail goes through the page cache, and
+//! the final `fsync` covers it and the file's metadata. Filesystems without
+//! `O_DIRECT` (tmpfs) get ordinary writes, with writeback started every few
+//! MiB so the final `fsync` finds little left.
+
+use std::alloc::{self, Layout};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Offsets, lengths and buffer addresses of `O_DIRECT` writes are multiples
+/// of this (the largest logical block size in common use).
+const ALIGN: usize = 4096;
+/// How much is gathered before one `O_DIRECT` write.
+const CHUNK: usize = 4 << 20;
+/// How much buffered writing lets pile up before writeback is started.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// A heap buffer of [`CHUNK`] bytes aligned to [`ALIGN`].
+struct AlignedBuf {
+    ptr: *mut u8,
+}
+
+// SAFETY: the buffer is owned memory, like a `Box<[u8]>`.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    fn layout() -> Layout {
+        Layout::from_size_align(CHUNK, ALIGN).expect("valid layout")
+    }
+
+    fn new() -> AlignedBuf {
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc::alloc(Self::layout()) };
+        if ptr.is_null() {
+            alloc::handle_alloc_error(Self::layout());
+        }
+        AlignedBuf { ptr }
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` points to CHUNK bytes owned by self (uninitialised
+        // bytes are only ever written before they are read).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, CHUNK) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with the same layout.
+        unsafe { alloc::dealloc(self.ptr, Self::layout()) }
+    }
+}
+
+/// The direct path: a second descriptor opened with `O_DIRECT`, and what is
+/// gathered for it.
+struct Direct {
+    file: File,
+    buf: AlignedBuf,
+    filled: usize,
+}
+
+/// Writes one file from start to end, piece by piece.
+pub(crate) struct StreamedFile {
+    file: File,
+    direct: Option<Direct>,
+    /// Bytes written to the file (not counting what is gathered).
+    written: u64,
+    /// Where writeback was last started (buffered path).
+    writeback_from: u64,
+}
+
+impl StreamedFile {
+    /// Writes to `file`, freshly created and empty at `path`: through a
+    /// second, `O_DIRECT` descriptor of `path` when the filesystem has it.
+    pub(crate) fn new(file: File, path: &Path) -> StreamedFile {
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()
+            .map(|file| Direct {
+                file,
+                buf: AlignedBuf::new(),
+                filled: 0,
+            });
+        StreamedFile::with(file, direct)
+    }
+
+    fn with(file: File, direct: Option<Direct>) -> StreamedFile {
+        StreamedFile {
+            file,
+            direct,
+            written: 0,
+            writeback_from: 0,
+        }
+    }
+
+    /// Appends `data`.
+    pub(crate) fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let Some(direct) = &mut self.direct else {
+            self.file.write_all_at(data, self.written)?;
+            self.written += data.len() as u64;
+            if self.written - self.writeback_from >= WRITEBACK_STEP {
+                begin_writeback(&self.file, self.writeback_from, self.written);
+                self.writeback_from = self.written;
+            }
+            return Ok(());
+        };
+        while !data.is_empty() {
+            let take = data.len().min(CHUNK - direct.filled);
+            direct.buf.as_mut()[direct.filled..direct.filled + take].copy_from_slice(&data[..take]);
+            direct.filled += take;
+            data = &data[take..];
+            if direct.filled == CHUNK {
+                direct
+                    .file
+                    .write_all_at(direct.buf.as_mut(), self.written)?;
+                self.written += CHUNK as u64;
+                direct.filled = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is gathered and makes the whole file durable.
+    pub(crate) fn finish(mut self) -> io::Result<File> {
+        if let Some(mut direct) = self.direct.take() {
+            let aligned = direct.filled - direct.filled % ALIGN;
+            let gathered = &direct.buf.as_mut()[..direct.filled];
+            direct
+                .file
+                .write_all_at(&gathered[..aligned], self.written)?;
+            self.file
+                .write_all_at(&gathered[aligned..], self.written + aligned as u64)?;
+        }
+        self.file.sync_all()?;
+        Ok(self.file)
+    }
+}
+
+/// Asks the kernel to start writing `[from, to)` of `file` to disk, without
+/// waiting (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`). Only a head
+/// start for the `fsync` that follows: its failure changes nothing.
+fn begin_writeback(file: &File, from: u64, to: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return;
+    };
+    // SAFETY: a valid open descriptor; the call reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
+    }
+
+    /// Writes `len` bytes in pieces of `piece` and reads them back.
+    fn round_trip(len: usize, piece: usize, direct: bool) {
+        // Beside the test binary: the target directory is on a disk, where
+        // /tmp may be a tmpfs without O_DIRECT.
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let mut out = if direct {
+            StreamedFile::new(file, &path)
+        } else {
+            StreamedFile::with(file, None)
+        };
+        if direct {
+            assert!(out.direct.is_some(), "the test directory has no O_DIRECT");
+        }
+        let data = pattern(len);
+        for part in data.chunks(piece.max(1)) {
+            out.write(part).unwrap();
+        }
+        out.finish().unwrap();
+        assert!(std::fs::read(&path).unwrap() == data, "{len} in {piece}");
+    }
+
+    #[test]
+    fn every_length_arrives_whole_directly_and_buffered() {
+        let sizes = [
+            0,
+            1,
+            ALIGN - 1,
+            ALIGN,
+            ALIGN + 1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            2 * CHUNK + 12_345,
+            (WRITEBACK_STEP as usize) + 3 * ALIGN + 7,
+        ];
+        for direct in [true, false] {
+            for len in sizes {
+                for piece in [1 << 20, 131_072 + 3, CHUNK + 5] {
+                    round_trip(len, piece, direct);
+                }
+            }
+        }
+    }
+}
