@@ -468,17 +468,25 @@ impl Storage for S3Storage {
                 ))
             };
         }
-        if let Some(entry) = self.head_object(&loc.bucket, &loc.key).await? {
-            return Ok(entry);
+        // The object and the prefix are asked at once (as mountpoint-s3
+        // does): one round trip for directories and for names that do not
+        // exist (every create looks its name up first), where asking one
+        // after the other took two. An object wins over a prefix of the
+        // same name.
+        let prefix = loc.dir_prefix();
+        let (object, dir) = futures::join!(
+            self.head_object(&loc.bucket, &loc.key),
+            self.dir_state(&loc.bucket, &prefix)
+        );
+        match (object, dir) {
+            (Ok(Some(entry)), _) => Ok(entry),
+            // A listing that shows the directory answers even when the HEAD
+            // failed: some servers (s3s-fs) fail a HEAD of a key that is a
+            // prefix with a 500 where S3 answers 404.
+            (_, Ok(dir)) if dir.exists() => Ok(dir_entry(loc.path())),
+            (Err(err), _) | (Ok(None), Err(err)) => Err(err),
+            (Ok(None), Ok(_)) => Err(StorageError::not_found(&loc.path())),
         }
-        if self
-            .dir_state(&loc.bucket, &loc.dir_prefix())
-            .await?
-            .exists()
-        {
-            return Ok(dir_entry(loc.path()));
-        }
-        Err(StorageError::not_found(&loc.path()))
     }
 
     async fn list(&self, dir: &str, cursor: Option<String>, limit: usize) -> Result<ListPage> {
