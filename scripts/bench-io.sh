@@ -69,8 +69,11 @@ listing() { # label mountpoint(fresh)
     local cold warm creates
     cold=$(secs ls -l "$2/many")
     warm=$(secs ls -l "$2/many")
-    creates=$(secs bash -c "mkdir -p '$2/creates' && for i in \$(seq 1 1000); do : > '$2/creates/f\$i'; done")
-    rm -rf "$2/creates" 2>/dev/null || true  # s3s-fs answers 500 to deleting a prefix that is a directory on its disk
+    # A fresh directory each time: s3s-fs cannot delete a prefix that is a
+    # directory on its disk (500), so an earlier one may linger, empty.
+    local created="$2/creates-$RANDOM$RANDOM"
+    creates=$(secs bash -c "mkdir '$created' && for i in \$(seq 1 1000); do : > '$created/f\$i'; done")
+    rm -rf "$created" 2>/dev/null || true
     printf '   ls -l 10k cold %ss warm %ss   1,000 creates %ss\n' "$cold" "$warm" "$creates"
 }
 
