@@ -1,21 +1,23 @@
 //! Writing a streamed file to local disk past the page cache.
 //!
 //! A streamed write is fsynced before it is renamed into place, so its pages
-//! would be copied into the page cache only to be flushed at once: with
-//! `O_DIRECT` the pieces are gathered in an aligned buffer and written
-//! straight to the disk instead, which saves the kernel's copy (two thirds
-//! of berth's CPU time in a streamed write, measured with `perf`) and the
-//! flush that follows. The unaligned tail goes through the page cache, and
-//! the final `fsync` covers it and the file's metadata. Filesystems without
-//! `O_DIRECT` (tmpfs) get ordinary writes, with writeback started every few
-//! MiB so the final `fsync` finds little left.
+//! would be copied into the page cache only to be flushed at once: past its
+//! first 4 MiB, a file's pieces are gathered in an aligned buffer and
+//! written with `O_DIRECT` straight to the disk, which saves the kernel's
+//! copy and the flush that follows (and is the steadier path on this
+//! machine's disk, docs/BENCHMARKS.md). The first 4 MiB (all of a small
+//! file: no second descriptor, no large buffer) and the unaligned tail go
+//! through the page cache, and the final `fsync` covers them and the file's
+//! metadata. Filesystems without `O_DIRECT` (tmpfs) get ordinary writes,
+//! with writeback started every few MiB so the final `fsync` finds little
+//! left.
 
 use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Offsets, lengths and buffer addresses of `O_DIRECT` writes are multiples
 /// of this (the largest logical block size in common use).
@@ -69,10 +71,20 @@ struct Direct {
     filled: usize,
 }
 
+/// How the bytes reach the file.
+enum Route {
+    /// Through the page cache: the first [`CHUNK`], and everything where
+    /// `O_DIRECT` is not to be had (`direct_next` false).
+    Buffered { direct_next: bool },
+    /// Gathered and written with `O_DIRECT`.
+    Direct(Direct),
+}
+
 /// Writes one file from start to end, piece by piece.
 pub(crate) struct StreamedFile {
     file: File,
-    direct: Option<Direct>,
+    path: PathBuf,
+    via: Route,
     /// Bytes written to the file (not counting what is gathered).
     written: u64,
     /// Where writeback was last started (buffered path).
@@ -80,26 +92,15 @@ pub(crate) struct StreamedFile {
 }
 
 impl StreamedFile {
-    /// Writes to `file`, freshly created and empty at `path`: through a
-    /// second, `O_DIRECT` descriptor of `path` when the filesystem has it.
+    /// Writes to `file`, freshly created and empty at `path`. Small files
+    /// go through the page cache; past the first [`CHUNK`] the rest goes
+    /// through a second, `O_DIRECT` descriptor of `path` when the filesystem
+    /// has it.
     pub(crate) fn new(file: File, path: &Path) -> StreamedFile {
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .ok()
-            .map(|file| Direct {
-                file,
-                buf: AlignedBuf::new(),
-                filled: 0,
-            });
-        StreamedFile::with(file, direct)
-    }
-
-    fn with(file: File, direct: Option<Direct>) -> StreamedFile {
         StreamedFile {
             file,
-            direct,
+            path: path.to_path_buf(),
+            via: Route::Buffered { direct_next: true },
             written: 0,
             writeback_from: 0,
         }
@@ -107,34 +108,75 @@ impl StreamedFile {
 
     /// Appends `data`.
     pub(crate) fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let Some(direct) = &mut self.direct else {
-            self.file.write_all_at(data, self.written)?;
-            self.written += data.len() as u64;
-            if self.written - self.writeback_from >= WRITEBACK_STEP {
-                begin_writeback(&self.file, self.writeback_from, self.written);
-                self.writeback_from = self.written;
-            }
-            return Ok(());
-        };
         while !data.is_empty() {
-            let take = data.len().min(CHUNK - direct.filled);
-            direct.buf.as_mut()[direct.filled..direct.filled + take].copy_from_slice(&data[..take]);
-            direct.filled += take;
-            data = &data[take..];
-            if direct.filled == CHUNK {
-                direct
-                    .file
-                    .write_all_at(direct.buf.as_mut(), self.written)?;
-                self.written += CHUNK as u64;
-                direct.filled = 0;
+            let taken = match &mut self.via {
+                Route::Buffered { direct_next } => {
+                    let room = if *direct_next {
+                        (CHUNK as u64 - self.written) as usize
+                    } else {
+                        usize::MAX
+                    };
+                    let take = data.len().min(room);
+                    self.buffered(&data[..take])?;
+                    take
+                }
+                Route::Direct(direct) => {
+                    let take = data.len().min(CHUNK - direct.filled);
+                    let at = direct.filled;
+                    direct.buf.as_mut()[at..at + take].copy_from_slice(&data[..take]);
+                    direct.filled += take;
+                    if direct.filled == CHUNK {
+                        direct
+                            .file
+                            .write_all_at(direct.buf.as_mut(), self.written)?;
+                        self.written += CHUNK as u64;
+                        direct.filled = 0;
+                    }
+                    take
+                }
+            };
+            data = &data[taken..];
+            if self.written == CHUNK as u64 {
+                self.go_direct();
             }
         }
         Ok(())
     }
 
-    /// Writes what is gathered and makes the whole file durable.
+    fn buffered(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, self.written)?;
+        self.written += data.len() as u64;
+        if self.written - self.writeback_from >= WRITEBACK_STEP {
+            begin_writeback(&self.file, self.writeback_from, self.written);
+            self.writeback_from = self.written;
+        }
+        Ok(())
+    }
+
+    /// Switches to `O_DIRECT` once the first [`CHUNK`] is written (an
+    /// aligned offset), if it was not tried yet and the filesystem has it.
+    fn go_direct(&mut self) {
+        if !matches!(self.via, Route::Buffered { direct_next: true }) {
+            return;
+        }
+        self.via = match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&self.path)
+        {
+            Ok(file) => Route::Direct(Direct {
+                file,
+                buf: AlignedBuf::new(),
+                filled: 0,
+            }),
+            Err(_) => Route::Buffered { direct_next: false },
+        };
+    }
+
+    /// Writes what is gathered and makes the whole file durable (an empty
+    /// file has nothing to flush).
     pub(crate) fn finish(mut self) -> io::Result<File> {
-        if let Some(mut direct) = self.direct.take() {
+        if let Route::Direct(direct) = &mut self.via {
             let aligned = direct.filled - direct.filled % ALIGN;
             let gathered = &direct.buf.as_mut()[..direct.filled];
             direct
@@ -143,7 +185,9 @@ impl StreamedFile {
             self.file
                 .write_all_at(&gathered[aligned..], self.written + aligned as u64)?;
         }
-        self.file.sync_all()?;
+        if self.written > 0 || matches!(&self.via, Route::Direct(d) if d.filled > 0) {
+            self.file.sync_all()?;
+        }
         Ok(self.file)
     }
 }
@@ -177,18 +221,16 @@ mod tests {
         let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
         let path = dir.path().join("f");
         let file = File::create(&path).unwrap();
-        let mut out = if direct {
-            StreamedFile::new(file, &path)
-        } else {
-            StreamedFile::with(file, None)
-        };
-        if direct {
-            assert!(out.direct.is_some(), "the test directory has no O_DIRECT");
+        let mut out = StreamedFile::new(file, &path);
+        if !direct {
+            out.via = Route::Buffered { direct_next: false };
         }
         let data = pattern(len);
         for part in data.chunks(piece.max(1)) {
             out.write(part).unwrap();
         }
+        let went_direct = matches!(out.via, Route::Direct(_));
+        assert_eq!(went_direct, direct && len >= CHUNK, "{len}: O_DIRECT here?");
         out.finish().unwrap();
         assert!(std::fs::read(&path).unwrap() == data, "{len} in {piece}");
     }
