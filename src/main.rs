@@ -87,26 +87,32 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Keeps large allocations (fuser's 16 MiB request buffer per session thread)
-/// as fresh zero pages from mmap: with glibc's dynamic threshold they would
-/// come from the heap after the first free, be zeroed by hand, and stay
-/// resident, costing every idle mount tens of MiB. The data path's pieces
-/// (1 MiB reads and writes) stay below the threshold, so their memory is
-/// reused from the heap: from mmap, each piece cost fresh pages, their
-/// faults and zeroing, and an munmap (a fifth of a streamed write's CPU
-/// time, measured with `perf`; docs/BENCHMARKS.md).
-fn fix_mmap_threshold() {
+/// Tunes glibc's allocator for berth's two kinds of large allocations.
+///
+/// fuser's 16 MiB request buffer per session thread stays fresh zero pages
+/// from mmap: with glibc's dynamic threshold it would come from the heap
+/// after the first free, be zeroed by hand, and stay resident, costing every
+/// idle mount tens of MiB. The data path's pieces (1 MiB reads and writes)
+/// stay below the threshold, and up to [`TRIM_THRESHOLD`] of freed memory
+/// at the top of a heap is kept instead of given back, so pieces reuse the
+/// same memory: from fresh pages, each piece cost page faults, zeroing and
+/// an unmap (a fifth of a streamed write's CPU time and a third of a cold
+/// read's time, measured with `perf`; docs/BENCHMARKS.md).
+fn tune_allocator() {
     // SAFETY: mallopt only changes allocator tuning; called before threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
 
-/// Allocations from this size up come from mmap (see [`fix_mmap_threshold`]).
+/// Allocations from this size up come from mmap (see [`tune_allocator`]).
 const MMAP_THRESHOLD: libc::c_int = 2 << 20;
+/// Freed memory a heap keeps at its top (see [`tune_allocator`]).
+const TRIM_THRESHOLD: libc::c_int = 8 << 20;
 
 fn main() -> ExitCode {
-    fix_mmap_threshold();
+    tune_allocator();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
