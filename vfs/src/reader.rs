@@ -2,15 +2,15 @@
 //! sequential read-ahead.
 //!
 //! A reader keeps a window of *parts* (ranged reads spawned on the runtime,
-//! each collected into one contiguous buffer). The first read of a file
+//! each kept as the pieces the store gave, not copied together). The first read of a file
 //! fetches one small part; every read that continues where the window goes
 //! (or starts a little past its end: the kernel's parallel read-ahead
 //! requests arrive out of order) counts as sequential, and sequential
 //! readers keep up to
 //! [`MAX_AHEAD`] parts in flight ahead of them, each twice the size of the
 //! previous up to [`MAX_PART`]. A read outside the window drops it and starts
-//! over small. Reads are answered with slices of the part buffers (no copy
-//! unless a read spans two parts). Memory for read-ahead comes from a budget
+//! over small. Reads are answered with slices of the pieces (no copy unless
+//! a read spans two pieces). Memory for read-ahead comes from a budget
 //! shared by all readers of the mount; without budget a reader only fetches
 //! what it is asked for.
 
@@ -41,13 +41,44 @@ pub(crate) const REORDER_SLACK: u64 = 4 * 1024 * 1024;
 /// Read-ahead budget of one mount, in KiB permits.
 pub(crate) const BUDGET_KIB: usize = 512 * 1024;
 
-type PartData = Shared<BoxFuture<'static, Result<Bytes, VfsError>>>;
+type PartFuture = Shared<BoxFuture<'static, Result<Pieces, VfsError>>>;
+
+/// A part's bytes as the store gave them, in order: concatenating them would
+/// copy every byte read once more (and up to [`MAX_PART`] of fresh memory
+/// per part).
+#[derive(Debug, Clone, Default)]
+struct Pieces(Arc<Vec<Bytes>>);
+
+impl Pieces {
+    fn len(&self) -> u64 {
+        self.0.iter().map(|p| p.len() as u64).sum()
+    }
+
+    /// Appends bytes `[from, to)` of the part to `out`.
+    fn extend_into(&self, from: u64, to: u64, out: &mut Vec<Bytes>) {
+        let mut at = 0u64;
+        for piece in self.0.iter() {
+            let end = at + piece.len() as u64;
+            if end > from && at < to {
+                let lo = from.saturating_sub(at) as usize;
+                let hi = (to.min(end) - at) as usize;
+                if lo < hi {
+                    out.push(piece.slice(lo..hi));
+                }
+            }
+            at = end;
+            if at >= to {
+                break;
+            }
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Part {
     start: u64,
     len: u64,
-    data: PartData,
+    data: PartFuture,
     abort: AbortHandle,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -100,24 +131,19 @@ impl Reader {
         let path = self.node.path();
         let task = tokio::spawn(async move {
             let mut body = storage.read(&path, Some((start, len))).await?;
-            let first = match body.next().await {
-                None => return Ok(Bytes::new()),
-                Some(chunk) => chunk?,
-            };
-            if first.len() as u64 >= len {
-                return Ok(first.slice(..len as usize));
-            }
-            let mut buf = BytesMut::with_capacity(len as usize);
-            buf.extend_from_slice(&first);
+            let (mut pieces, mut got) = (Vec::new(), 0u64);
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
-                let room = len as usize - buf.len();
-                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if buf.len() as u64 >= len {
+                let take = chunk.len().min((len - got) as usize);
+                got += take as u64;
+                if take > 0 {
+                    pieces.push(chunk.slice(..take));
+                }
+                if got >= len {
                     break;
                 }
             }
-            Ok::<_, VfsError>(buf.freeze())
+            Ok::<_, VfsError>(Pieces(Arc::new(pieces)))
         });
         let abort = task.abort_handle();
         let data = async move {
@@ -192,39 +218,70 @@ impl Reader {
     }
 
     async fn collect(&self, offset: u64, end: u64) -> Result<Bytes, VfsError> {
-        let mut out: Option<BytesMut> = None;
-        let mut single: Option<Bytes> = None;
+        let mut slices = Vec::new();
         for part in &self.parts {
             if part.end() <= offset || part.start >= end {
                 continue;
             }
             let data = part.data.clone().await?;
             let from = offset.max(part.start) - part.start;
-            let to = (end.min(part.end()) - part.start).min(data.len() as u64);
-            let piece = if from < to {
-                data.slice(from as usize..to as usize)
-            } else {
-                Bytes::new()
-            };
-            let short = (data.len() as u64) < part.len;
-            match (&mut out, &single) {
-                (None, None) => single = Some(piece),
-                (None, Some(first)) => {
-                    let mut buf = BytesMut::with_capacity((end - offset) as usize);
-                    buf.extend_from_slice(first);
-                    buf.extend_from_slice(&piece);
-                    out = Some(buf);
-                    single = None;
-                }
-                (Some(buf), _) => buf.extend_from_slice(&piece),
-            }
-            if short {
+            let to = end.min(part.end()) - part.start;
+            data.extend_into(from, to, &mut slices);
+            if data.len() < part.len {
                 break; // end of file
             }
         }
-        Ok(match out {
-            Some(buf) => buf.freeze(),
-            None => single.unwrap_or_default(),
+        Ok(match slices.len() {
+            0 => Bytes::new(),
+            1 => slices.pop().expect("one slice"),
+            _ => {
+                let total = slices.iter().map(Bytes::len).sum();
+                let mut buf = BytesMut::with_capacity(total);
+                for slice in &slices {
+                    buf.extend_from_slice(slice);
+                }
+                buf.freeze()
+            }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_give_any_range_without_copying_within_a_piece() {
+        let whole: Vec<u8> = (0..100u8).collect();
+        let pieces = Pieces(Arc::new(vec![
+            Bytes::copy_from_slice(&whole[..10]),
+            Bytes::copy_from_slice(&whole[10..60]),
+            Bytes::copy_from_slice(&whole[60..]),
+        ]));
+        assert_eq!(pieces.len(), 100);
+        for (from, to) in [
+            (0, 100),
+            (0, 10),
+            (5, 15),
+            (10, 60),
+            (59, 61),
+            (95, 140),
+            (100, 120),
+        ] {
+            let mut out = Vec::new();
+            pieces.extend_into(from, to, &mut out);
+            let got: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+            let end = to.min(100) as usize;
+            assert_eq!(got, whole[(from as usize).min(end)..end], "{from}..{to}");
+            assert!(out.iter().all(|b| !b.is_empty()), "{from}..{to}");
+        }
+        let mut out = Vec::new();
+        pieces.extend_into(12, 20, &mut out);
+        assert_eq!(out.len(), 1, "one piece, one slice");
+        assert_eq!(
+            out[0].as_ptr(),
+            pieces.0[1][2..].as_ptr(),
+            "a slice, not a copy"
+        );
     }
 }
