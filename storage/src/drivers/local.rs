@@ -1024,30 +1024,32 @@ impl LocalStorage {
         // One blocking-pool thread writes the file (straight to the disk
         // where it can, see `StreamedFile`) while the next pieces arrive:
         // receiving and writing overlap, up to `PIECES_AHEAD` pieces. `None`
-        // ends the file; a queue closed without it (the body failed)
-        // leaves nothing behind.
+        // ends the file; a queue closed without it (the body failed) stops
+        // the writer. The temp file belongs to this future: dropped midway,
+        // it is removed at once.
+        let shown2 = shown.clone();
+        let (file, tmp) = blocking(move || create_temp(&dir, &shown2)).await?;
+        let tmp_path = tmp.path().to_path_buf();
         let (pieces, mut queue) = tokio::sync::mpsc::channel::<Option<Bytes>>(PIECES_AHEAD);
+        let shown2 = shown.clone();
         let writer = blocking(move || {
-            let (file, tmp) = create_temp(&dir, &shown)?;
-            let mut out = StreamedFile::new(file, tmp.path());
+            let mut out = StreamedFile::new(file, &tmp_path);
             loop {
                 match queue.blocking_recv() {
                     Some(Some(piece)) => out
                         .write(&piece)
-                        .map_err(|e| StorageError::from_io(e, &shown))?,
+                        .map_err(|e| StorageError::from_io(e, &shown2))?,
                     Some(None) => break,
                     None => {
                         return Err(StorageError::new(
                             ErrorKind::Other,
-                            format!("{shown}: the write ended early"),
+                            format!("{shown2}: the write ended early"),
                         ))
                     }
                 }
             }
             out.finish()
-                .and_then(|_| fs::rename(tmp.path(), &host))
-                .map_err(|e| StorageError::from_io(e, &shown))?;
-            tmp.keep();
+                .map_err(|e| StorageError::from_io(e, &shown2))?;
             Ok(())
         });
         let feed = async move {
@@ -1062,7 +1064,13 @@ impl LocalStorage {
         };
         let (fed, written) = futures::join!(feed, writer);
         // The body's own error comes first: the writer's is its echo.
-        fed.and(written)
+        fed.and(written)?;
+        blocking(move || {
+            fs::rename(tmp.path(), &host).map_err(|e| StorageError::from_io(e, &shown))?;
+            tmp.keep();
+            Ok(())
+        })
+        .await
     }
 }
 
