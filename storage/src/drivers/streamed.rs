@@ -71,6 +71,19 @@ struct Direct {
     filled: usize,
 }
 
+impl Direct {
+    /// Writes the first `len` gathered bytes at `at`: with `O_DIRECT`, or
+    /// through `buffered` (a descriptor of the same file) where the
+    /// filesystem took the flag at open but refuses the write (`EINVAL`).
+    fn write_at(&mut self, buffered: &File, len: usize, at: u64) -> io::Result<()> {
+        let data = &self.buf.as_mut()[..len];
+        match self.file.write_all_at(data, at) {
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => buffered.write_all_at(data, at),
+            done => done,
+        }
+    }
+}
+
 /// How the bytes reach the file.
 enum Route {
     /// Through the page cache: the first [`CHUNK`], and everything where
@@ -126,9 +139,7 @@ impl StreamedFile {
                     direct.buf.as_mut()[at..at + take].copy_from_slice(&data[..take]);
                     direct.filled += take;
                     if direct.filled == CHUNK {
-                        direct
-                            .file
-                            .write_all_at(direct.buf.as_mut(), self.written)?;
+                        direct.write_at(&self.file, CHUNK, self.written)?;
                         self.written += CHUNK as u64;
                         direct.filled = 0;
                     }
@@ -178,12 +189,10 @@ impl StreamedFile {
     pub(crate) fn finish(mut self) -> io::Result<File> {
         if let Route::Direct(direct) = &mut self.via {
             let aligned = direct.filled - direct.filled % ALIGN;
-            let gathered = &direct.buf.as_mut()[..direct.filled];
-            direct
-                .file
-                .write_all_at(&gathered[..aligned], self.written)?;
+            direct.write_at(&self.file, aligned, self.written)?;
+            let tail = &direct.buf.as_mut()[aligned..direct.filled];
             self.file
-                .write_all_at(&gathered[aligned..], self.written + aligned as u64)?;
+                .write_all_at(tail, self.written + aligned as u64)?;
         }
         if self.written > 0 || matches!(&self.via, Route::Direct(d) if d.filled > 0) {
             self.file.sync_all()?;
@@ -233,6 +242,27 @@ mod tests {
         assert_eq!(went_direct, direct && len >= CHUNK, "{len}: O_DIRECT here?");
         out.finish().unwrap();
         assert!(std::fs::read(&path).unwrap() == data, "{len} in {piece}");
+    }
+
+    #[test]
+    fn a_write_the_filesystem_refuses_with_o_direct_goes_through_the_page_cache() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let path = dir.path().join("f");
+        let buffered = File::create(&path).unwrap();
+        let mut direct = Direct {
+            file: OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&path)
+                .unwrap(),
+            buf: AlignedBuf::new(),
+            filled: 0,
+        };
+        direct.buf.as_mut()[..1000].copy_from_slice(&pattern(1000));
+        // An unaligned length: O_DIRECT refuses it with EINVAL.
+        direct.write_at(&buffered, 1000, 0).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), pattern(1000));
     }
 
     #[test]
