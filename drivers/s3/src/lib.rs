@@ -23,6 +23,12 @@
 //! marker). Without markers `mkdir` below a bucket is a no-op and `rmdir` of
 //! an empty (implied) directory succeeds.
 //!
+//! `stat` of a key asks the object (HEAD) and the prefix (a one-key
+//! listing) at once, so directories and missing names cost one round trip;
+//! an object wins over a prefix of the same name, and a listing that shows
+//! a directory answers even when the HEAD failed (servers such as s3s-fs
+//! answer 500 for a key that is a prefix).
+//!
 //! Writes into a bucket that does not exist create it first (once per
 //! process), unless `no_check_bucket`. Listings use delimiter `/`, pages of
 //! `list_chunk` keys and the last name as cursor, and come sorted by name
