@@ -131,8 +131,9 @@ impl TokenVault {
             Err(err) if err.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
             Err(err) => return Err(err),
         };
+        let any = !lineages.is_empty();
         vault.state.lock().expect("fresh lock").lineages = lineages;
-        vault.read()?;
+        vault.read(any)?;
         Ok(vault)
     }
 
@@ -156,7 +157,7 @@ impl TokenVault {
     pub(crate) fn stage(&self, remote: &str, token: &str) -> io::Result<()> {
         let digest = token_digest(token);
         let mut state = self.state.lock().expect("token vault lock");
-        let mut ini = self.read()?;
+        let mut ini = self.read(!state.lineages.is_empty())?;
         self.observe(&mut state, &ini)?;
         let in_file = ini.get(remote, TOKEN).is_some();
         let current = state.lineages.get(remote).cloned();
@@ -198,7 +199,7 @@ impl TokenVault {
     /// token of another chain (a newer token from the API replaced it).
     pub fn newer(&self, remote: &str, token: &str) -> io::Result<Option<String>> {
         let mut state = self.state.lock().expect("token vault lock");
-        let ini = self.read()?;
+        let ini = self.read(!state.lineages.is_empty())?;
         self.observe(&mut state, &ini)?;
         let Some(in_file) = ini.get(remote, TOKEN).filter(|t| *t != token) else {
             return Ok(None);
@@ -235,21 +236,25 @@ impl TokenVault {
         if state.lineages.remove(remote).is_none() {
             return Ok(());
         }
-        let mut ini = self.read()?;
+        let mut ini = self.read(true)?;
         ini.remove(remote);
         config_file::replace(&self.config, &config_file::seal(&ini, &self.key))?;
         self.save_lineages(&state)
     }
 
     /// The file's contents. rclone replaces it by two renames (the old one
-    /// away, the new one in): a moment without a file is waited out, so a
+    /// away, the new one in): when the file should exist (`expected`: some
+    /// token was placed there), a moment without it is waited out, so a
     /// read-modify-write never starts from nothing while the file exists.
-    fn read(&self) -> io::Result<Ini> {
-        for _ in 0..20 {
+    fn read(&self, expected: bool) -> io::Result<Ini> {
+        let tries = if expected { 20 } else { 1 };
+        for attempt in 1..=tries {
             match std::fs::read_to_string(&self.config) {
                 Ok(text) => return config_file::open(&text, &self.key),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    std::thread::sleep(Duration::from_millis(5));
+                    if attempt < tries {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
                 Err(err) => return Err(err),
             }
@@ -277,12 +282,16 @@ mod tests {
     }
 
     fn in_file(vault: &TokenVault, remote: &str) -> Option<String> {
-        vault.read().unwrap().get(remote, TOKEN).map(str::to_owned)
+        vault
+            .read(true)
+            .unwrap()
+            .get(remote, TOKEN)
+            .map(str::to_owned)
     }
 
     /// What rclone does when it refreshed.
     fn rclone_refreshes(vault: &TokenVault, remote: &str, token: &str) {
-        let mut ini = vault.read().unwrap();
+        let mut ini = vault.read(true).unwrap();
         ini.set(remote, TOKEN, token);
         std::thread::sleep(Duration::from_millis(10));
         config_file::replace(&vault.config, &config_file::seal(&ini, &vault.key)).unwrap();
