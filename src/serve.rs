@@ -9,6 +9,7 @@ use berth_actors::registry::Shutdown;
 use berth_actors::{ActorBook, Registry, RegistrySettings, Timing};
 use berth_db::{Db, MasterKey};
 use berth_engines::EngineEnv;
+use berth_rclone::TokenVault;
 use berth_storage::drivers::DriverEnv;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,25 +32,27 @@ pub fn jwt_key(settings: &Settings) -> Result<JwtKey, String> {
 }
 
 /// Finds the rclone that serves providers without a native engine and logs
-/// its version; without one those providers answer why. OAuth tokens it
-/// refreshes are kept in `<data_dir>/rclone`, encrypted under a key derived
-/// from the master key.
-async fn locate_rclone(
-    settings: &Settings,
-    key: &MasterKey,
-) -> Result<Result<Arc<berth_rclone::Rclone>, String>, String> {
-    let rclone = match berth_rclone::Rclone::locate(Some(&settings.rclone)).await {
-        Ok(rclone) => rclone,
+/// its version; without one those providers answer why.
+async fn locate_rclone(binary: &Path) -> Result<berth_rclone::Rclone, String> {
+    match berth_rclone::Rclone::locate(Some(binary)).await {
+        Ok(rclone) => {
+            tracing::info!(path = %rclone.path().display(), version = %rclone.version(), "rclone engine ready");
+            Ok(rclone)
+        }
         Err(err) => {
             tracing::warn!(error = %err, "no rclone: providers without a native engine cannot connect");
-            return Ok(Err(err.to_string()));
+            Err(err.to_string())
         }
-    };
-    tracing::info!(path = %rclone.path().display(), version = %rclone.version(), "rclone engine ready");
+    }
+}
+
+/// Where OAuth tokens rclone refreshes are kept: `<data_dir>/rclone`,
+/// encrypted under a key derived from the master key.
+fn token_vault(settings: &Settings, key: &MasterKey) -> Result<Arc<TokenVault>, String> {
     let dir = settings.data_dir.join("rclone");
-    let vault = berth_rclone::TokenVault::open(&dir, &key.derive("rclone-config"))
-        .map_err(|e| format!("rclone token file in {}: {e}", dir.display()))?;
-    Ok(Ok(Arc::new(rclone.keeping_tokens_in(Arc::new(vault)))))
+    TokenVault::open(&dir, &key.derive("rclone-config"))
+        .map(Arc::new)
+        .map_err(|e| format!("rclone token file in {}: {e}", dir.display()))
 }
 
 /// Runs the service until SIGINT/SIGTERM; the data path of every mount runs
@@ -66,6 +69,7 @@ pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> 
     let key = MasterKey::load_or_create(&settings.master_key_file)
         .map_err(|e| format!("master key {}: {e}", settings.master_key_file.display()))?;
     let jwt = jwt_key(&settings)?;
+    let tokens = token_vault(&settings, &key)?;
     let env = EngineEnv {
         hashes: Arc::new(berth_layers::DbHashStore::new(db.clone())),
         drivers: DriverEnv {
@@ -73,7 +77,9 @@ pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> 
             host_credentials: settings.host_credentials,
         },
         state_dir: settings.data_dir.join("engines"),
-        rclone: locate_rclone(&settings, &key).await?,
+        rclone: locate_rclone(&settings.rclone)
+            .await
+            .map(|rclone| Arc::new(rclone.keeping_tokens_in(tokens))),
     };
     let registry = Registry::load(RegistrySettings {
         db,

@@ -157,8 +157,7 @@ impl TokenVault {
     pub(crate) fn stage(&self, remote: &str, token: &str) -> io::Result<()> {
         let digest = token_digest(token);
         let mut state = self.state.lock().expect("token vault lock");
-        let mut ini = self.read(!state.lineages.is_empty())?;
-        self.observe(&mut state, &ini)?;
+        let mut ini = self.load(&mut state)?;
         let in_file = ini.get(remote, TOKEN).is_some();
         let current = state.lineages.get(remote).cloned();
         if in_file && current.as_ref().is_some_and(|l| l.contains(&digest)) {
@@ -176,7 +175,7 @@ impl TokenVault {
                 .insert(remote.to_owned(), (old, old_token.to_owned()));
         }
         ini.set(remote, TOKEN, &value);
-        config_file::replace(&self.config, &config_file::seal(&ini, &self.key))?;
+        self.write(&ini)?;
         state.lineages.insert(remote.to_owned(), lineage);
         self.save_lineages(&state)
     }
@@ -193,22 +192,37 @@ impl TokenVault {
         changed
     }
 
-    /// The token rclone refreshed from `token` (directly or after several
-    /// refreshes), when the file holds one: `token` is what the database
-    /// holds for `remote`. `None` when the file holds `token` itself, or a
-    /// token of another chain (a newer token from the API replaced it).
-    pub fn newer(&self, remote: &str, token: &str) -> io::Result<Option<String>> {
+    /// For each `(remote, token)` the database holds, the token rclone
+    /// refreshed from it (directly or after several refreshes), when the
+    /// file holds one; in the same order, reading the file once. `None`
+    /// when the file holds `token` itself, or a token of another chain (a
+    /// newer token from the API replaced it).
+    pub fn newer(&self, held: &[(String, &str)]) -> io::Result<Vec<Option<String>>> {
         let mut state = self.state.lock().expect("token vault lock");
+        let ini = self.load(&mut state)?;
+        Ok(held
+            .iter()
+            .map(|(remote, token)| {
+                let in_file = ini.get(remote, TOKEN).filter(|t| t != token)?;
+                let lineage = state.lineages.get(remote)?;
+                lineage
+                    .contains(&token_digest(token))
+                    .then(|| in_file.to_owned())
+            })
+            .collect())
+    }
+
+    /// The file's contents, with what rclone wrote there added to the
+    /// lineages.
+    fn load(&self, state: &mut State) -> io::Result<Ini> {
         let ini = self.read(!state.lineages.is_empty())?;
-        self.observe(&mut state, &ini)?;
-        let Some(in_file) = ini.get(remote, TOKEN).filter(|t| *t != token) else {
-            return Ok(None);
-        };
-        let descends = state
-            .lineages
-            .get(remote)
-            .is_some_and(|l| l.contains(&token_digest(token)));
-        Ok(descends.then(|| in_file.to_owned()))
+        self.observe(state, &ini)?;
+        Ok(ini)
+    }
+
+    /// Replaces the file with `ini`, sealed.
+    fn write(&self, ini: &Ini) -> io::Result<()> {
+        config_file::replace(&self.config, &config_file::seal(ini, &self.key))
     }
 
     /// Adds to each remote's lineage the token rclone wrote for it, if new.
@@ -238,7 +252,7 @@ impl TokenVault {
         }
         let mut ini = self.read(true)?;
         ini.remove(remote);
-        config_file::replace(&self.config, &config_file::seal(&ini, &self.key))?;
+        self.write(&ini)?;
         self.save_lineages(&state)
     }
 
@@ -281,6 +295,12 @@ mod tests {
         TokenVault::open(dir, &[7; 32]).unwrap()
     }
 
+    /// [`TokenVault::newer`] for one remote.
+    fn newer(vault: &TokenVault, remote: &str, token: &str) -> Option<String> {
+        let mut found = vault.newer(&[(remote.to_owned(), token)]).unwrap();
+        found.pop().unwrap()
+    }
+
     fn in_file(vault: &TokenVault, remote: &str) -> Option<String> {
         vault
             .read(true)
@@ -294,7 +314,7 @@ mod tests {
         let mut ini = vault.read(true).unwrap();
         ini.set(remote, TOKEN, token);
         std::thread::sleep(Duration::from_millis(10));
-        config_file::replace(&vault.config, &config_file::seal(&ini, &vault.key)).unwrap();
+        vault.write(&ini).unwrap();
     }
 
     #[test]
@@ -305,11 +325,11 @@ mod tests {
         assert_eq!(in_file(&v, "b_1").as_deref(), Some(T0));
         assert!(v.changed());
         assert!(!v.changed());
-        assert_eq!(v.newer("b_1", T0).unwrap(), None);
+        assert_eq!(newer(&v, "b_1", T0), None);
         rclone_refreshes(&v, "b_1", T1);
         assert!(v.changed());
-        assert_eq!(v.newer("b_1", T0).unwrap().as_deref(), Some(T1));
-        assert_eq!(v.newer("b_1", T1).unwrap(), None);
+        assert_eq!(newer(&v, "b_1", T0).as_deref(), Some(T1));
+        assert_eq!(newer(&v, "b_1", T1), None);
         // A child built from the stored token before or after the refresh
         // leaves the refreshed one in place.
         v.stage("b_1", T0).unwrap();
@@ -318,10 +338,10 @@ mod tests {
         rclone_refreshes(&v, "b_1", T2);
         drop(v);
         let v = vault(dir.path());
-        assert_eq!(v.newer("b_1", T0).unwrap().as_deref(), Some(T2));
-        assert_eq!(v.newer("b_1", T1).unwrap().as_deref(), Some(T2));
-        assert_eq!(v.newer("b_1", NEW).unwrap(), None, "not of the chain");
-        assert_eq!(v.newer("b_9", T0).unwrap(), None, "no such remote");
+        assert_eq!(newer(&v, "b_1", T0).as_deref(), Some(T2));
+        assert_eq!(newer(&v, "b_1", T1).as_deref(), Some(T2));
+        assert_eq!(newer(&v, "b_1", NEW), None, "not of the chain");
+        assert_eq!(newer(&v, "b_9", T0), None, "no such remote");
         v.stage("b_1", T1).unwrap();
         assert_eq!(in_file(&v, "b_1").as_deref(), Some(T2));
         let text = std::fs::read_to_string(&v.config).unwrap();
@@ -342,7 +362,7 @@ mod tests {
         // have been used up by the refresh).
         v.stage("b_1", T0).unwrap();
         assert_eq!(in_file(&v, "b_1").as_deref(), Some(T1));
-        assert_eq!(v.newer("b_1", NEW).unwrap(), None);
+        assert_eq!(newer(&v, "b_1", NEW), None);
         // Other remotes are untouched.
         assert_eq!(in_file(&v, "b_2").as_deref(), Some(T0));
         v.forget("b_1").unwrap();

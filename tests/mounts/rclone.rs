@@ -35,6 +35,15 @@ fn server_var(name: &str, require: &str, test: &str) -> Option<String> {
     available(require, test, configured).then_some(value)
 }
 
+/// What a test of rclone mounts against a test server needs: FUSE, rclone,
+/// and the server's variable `name` (see [`server_var`]).
+fn rclone_mount_server(test: &str, name: &str, require: &str) -> Option<String> {
+    if !rclone_mounts_available(test) {
+        return None;
+    }
+    server_var(name, require, test)
+}
+
 /// The filesystem type the kernel shows for the mount at `path`.
 fn fstype(path: &Path) -> Option<String> {
     let wanted = path.to_string_lossy().replace(' ', "\\040");
@@ -277,13 +286,10 @@ fn rclone_mounts_of_local_directories_live_through_restarts_crashes_and_kills() 
 
 #[test]
 fn rclone_mounts_of_s3_live_through_restarts_crashes_and_kills() {
-    if !rclone_mounts_available("rclone_mounts_of_s3_live_through_restarts_crashes_and_kills") {
-        return;
-    }
-    let Some(endpoint) = server_var(
+    let Some(endpoint) = rclone_mount_server(
+        "rclone_mounts_of_s3_live_through_restarts_crashes_and_kills",
         "BERTH_TEST_S3_ENDPOINT",
         "BERTH_REQUIRE_EMULATORS",
-        "rclone_mounts_of_s3_live_through_restarts_crashes_and_kills",
     ) else {
         return;
     };
@@ -320,13 +326,10 @@ fn rclone_mounts_of_s3_live_through_restarts_crashes_and_kills() {
 
 #[test]
 fn rclone_mounts_of_sftp_live_through_restarts_crashes_and_kills() {
-    if !rclone_mounts_available("rclone_mounts_of_sftp_live_through_restarts_crashes_and_kills") {
-        return;
-    }
-    let Some(port) = server_var(
+    let Some(port) = rclone_mount_server(
+        "rclone_mounts_of_sftp_live_through_restarts_crashes_and_kills",
         "BERTH_TEST_SFTP_PORT",
         "BERTH_REQUIRE_SFTP",
-        "rclone_mounts_of_sftp_live_through_restarts_crashes_and_kills",
     ) else {
         return;
     };

@@ -43,32 +43,46 @@ pub(crate) const BUDGET_KIB: usize = 512 * 1024;
 
 type PartFuture = Shared<BoxFuture<'static, Result<Pieces, VfsError>>>;
 
-/// A part's bytes as the store gave them, in order: concatenating them would
-/// copy every byte read once more (and up to [`MAX_PART`] of fresh memory
-/// per part).
+/// A part's bytes as the store gave them, in order, each with its offset in
+/// the part: concatenating them would copy every byte read once more (and
+/// up to [`MAX_PART`] of fresh memory per part).
 #[derive(Debug, Clone, Default)]
-struct Pieces(Arc<Vec<Bytes>>);
+struct Pieces(Arc<Vec<(u64, Bytes)>>);
 
 impl Pieces {
-    fn len(&self) -> u64 {
-        self.0.iter().map(|p| p.len() as u64).sum()
+    fn new(pieces: Vec<Bytes>) -> Pieces {
+        let mut at = 0u64;
+        let placed = pieces
+            .into_iter()
+            .map(|piece| {
+                let start = at;
+                at += piece.len() as u64;
+                (start, piece)
+            })
+            .collect();
+        Pieces(Arc::new(placed))
     }
 
-    /// Appends bytes `[from, to)` of the part to `out`.
+    fn len(&self) -> u64 {
+        self.0
+            .last()
+            .map_or(0, |(at, piece)| at + piece.len() as u64)
+    }
+
+    /// Appends bytes `[from, to)` of the part to `out` (the first piece
+    /// found by binary search: a part from S3 holds hundreds of pieces).
     fn extend_into(&self, from: u64, to: u64, out: &mut Vec<Bytes>) {
-        let mut at = 0u64;
-        for piece in self.0.iter() {
-            let end = at + piece.len() as u64;
-            if end > from && at < to {
-                let lo = from.saturating_sub(at) as usize;
-                let hi = (to.min(end) - at) as usize;
-                if lo < hi {
-                    out.push(piece.slice(lo..hi));
-                }
-            }
-            at = end;
-            if at >= to {
+        let first = self
+            .0
+            .partition_point(|(at, piece)| at + piece.len() as u64 <= from);
+        for (at, piece) in &self.0[first..] {
+            if *at >= to {
                 break;
+            }
+            let lo = from.saturating_sub(*at) as usize;
+            let hi = (to - at).min(piece.len() as u64) as usize;
+            if lo < hi {
+                out.push(piece.slice(lo..hi));
             }
         }
     }
@@ -143,7 +157,7 @@ impl Reader {
                     break;
                 }
             }
-            Ok::<_, VfsError>(Pieces(Arc::new(pieces)))
+            Ok::<_, VfsError>(Pieces::new(pieces))
         });
         let abort = task.abort_handle();
         let data = async move {
@@ -253,11 +267,11 @@ mod tests {
     #[test]
     fn pieces_give_any_range_without_copying_within_a_piece() {
         let whole: Vec<u8> = (0..100u8).collect();
-        let pieces = Pieces(Arc::new(vec![
+        let pieces = Pieces::new(vec![
             Bytes::copy_from_slice(&whole[..10]),
             Bytes::copy_from_slice(&whole[10..60]),
             Bytes::copy_from_slice(&whole[60..]),
-        ]));
+        ]);
         assert_eq!(pieces.len(), 100);
         for (from, to) in [
             (0, 100),
@@ -280,7 +294,7 @@ mod tests {
         assert_eq!(out.len(), 1, "one piece, one slice");
         assert_eq!(
             out[0].as_ptr(),
-            pieces.0[1][2..].as_ptr(),
+            pieces.0[1].1[2..].as_ptr(),
             "a slice, not a copy"
         );
     }

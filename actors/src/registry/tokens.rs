@@ -38,33 +38,47 @@ impl Registry {
 
     /// Stores every token rclone refreshed, when the token file changed.
     pub(super) fn keep_refreshed_tokens(&mut self) {
-        if !self.token_vault().is_some_and(|vault| vault.changed()) {
-            return;
-        }
-        let ids: Vec<String> = self.backends.keys().cloned().collect();
-        for id in ids {
-            self.keep_refreshed_token(&id);
+        if self.token_vault().is_some_and(|vault| vault.changed()) {
+            let ids: Vec<String> = self.backends.keys().cloned().collect();
+            self.keep_refreshed(&ids);
         }
     }
 
     /// Stores the token rclone refreshed from backend `id`'s stored one, if
     /// it did.
     pub(super) fn keep_refreshed_token(&mut self, id: &str) {
+        self.keep_refreshed(&[id.to_owned()]);
+    }
+
+    /// Stores the tokens rclone refreshed from the stored ones of `ids`
+    /// (the token file is read once).
+    fn keep_refreshed(&mut self, ids: &[String]) {
         let Some(vault) = self.token_vault() else {
             return;
         };
-        let Some(token) = self.backends.get(id).and_then(|e| token_of(&e.config)) else {
-            return;
+        let (owners, held): (Vec<&String>, Vec<(String, &str)>) = ids
+            .iter()
+            .filter_map(|id| {
+                let token = token_of(&self.backends.get(id)?.config)?;
+                Some((id, (berth_engines::remote_name(id), token)))
+            })
+            .unzip();
+        let found = match vault.newer(&held) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::error!(error = %err, "could not read berth's rclone token file");
+                return;
+            }
         };
-        let stored = match vault.newer(&berth_engines::remote_name(id), token) {
-            Ok(None) => return,
-            Ok(Some(newer)) => self.store_token(id, newer),
-            Err(err) => Err(RegistryError::Internal(format!(
-                "cannot read berth's rclone token file: {err}"
-            ))),
-        };
-        if let Err(err) = stored {
-            tracing::error!(backend = %id, error = %err, "could not store the token rclone refreshed");
+        let newer: Vec<(String, String)> = owners
+            .into_iter()
+            .zip(found)
+            .filter_map(|(id, token)| Some((id.clone(), token?)))
+            .collect();
+        for (id, token) in newer {
+            if let Err(err) = self.store_token(&id, token) {
+                tracing::error!(backend = %id, error = %err, "could not store the token rclone refreshed");
+            }
         }
     }
 

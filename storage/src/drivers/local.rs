@@ -1034,23 +1034,17 @@ impl LocalStorage {
         let shown2 = shown.clone();
         let writer = blocking(move || {
             let mut out = StreamedFile::new(file, &tmp_path);
-            loop {
-                match queue.blocking_recv() {
-                    Some(Some(piece)) => out
-                        .write(&piece)
-                        .map_err(|e| StorageError::from_io(e, &shown2))?,
-                    Some(None) => break,
-                    None => {
-                        return Err(StorageError::new(
-                            ErrorKind::Other,
-                            format!("{shown2}: the write ended early"),
-                        ))
-                    }
+            let io = |e| StorageError::from_io(e, &shown2);
+            while let Some(item) = queue.blocking_recv() {
+                match item {
+                    Some(piece) => out.write(&piece).map_err(io)?,
+                    None => return out.finish().map(drop).map_err(io),
                 }
             }
-            out.finish()
-                .map_err(|e| StorageError::from_io(e, &shown2))?;
-            Ok(())
+            Err(StorageError::new(
+                ErrorKind::Other,
+                format!("{shown2}: the write ended early"),
+            ))
         });
         let feed = async move {
             while let Some(piece) = body.next().await {

@@ -12,7 +12,6 @@
 //! with writeback started every few MiB so the final `fsync` finds little
 //! left.
 
-use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -27,39 +26,22 @@ const CHUNK: usize = 4 << 20;
 /// How much buffered writing lets pile up before writeback is started.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
-/// A heap buffer of [`CHUNK`] bytes aligned to [`ALIGN`].
+/// [`CHUNK`] bytes starting at an [`ALIGN`] boundary, inside a slightly
+/// larger allocation (fresh zero pages from mmap, touched as they fill).
 struct AlignedBuf {
-    ptr: *mut u8,
+    raw: Vec<u8>,
+    start: usize,
 }
 
-// SAFETY: the buffer is owned memory, like a `Box<[u8]>`.
-unsafe impl Send for AlignedBuf {}
-
 impl AlignedBuf {
-    fn layout() -> Layout {
-        Layout::from_size_align(CHUNK, ALIGN).expect("valid layout")
-    }
-
     fn new() -> AlignedBuf {
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc::alloc(Self::layout()) };
-        if ptr.is_null() {
-            alloc::handle_alloc_error(Self::layout());
-        }
-        AlignedBuf { ptr }
+        let raw = vec![0u8; CHUNK + ALIGN];
+        let start = (ALIGN - raw.as_ptr() as usize % ALIGN) % ALIGN;
+        AlignedBuf { raw, start }
     }
 
     fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` points to CHUNK bytes owned by self (uninitialised
-        // bytes are only ever written before they are read).
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, CHUNK) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with the same layout.
-        unsafe { alloc::dealloc(self.ptr, Self::layout()) }
+        &mut self.raw[self.start..self.start + CHUNK]
     }
 }
 
@@ -194,7 +176,8 @@ impl StreamedFile {
             self.file
                 .write_all_at(tail, self.written + aligned as u64)?;
         }
-        if self.written > 0 || matches!(&self.via, Route::Direct(d) if d.filled > 0) {
+        // The direct route starts only after a first CHUNK was written.
+        if self.written > 0 {
             self.file.sync_all()?;
         }
         Ok(self.file)
