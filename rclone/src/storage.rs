@@ -443,16 +443,16 @@ impl Storage for RcloneStorage {
         let Some(mut stdin) = running.child.stdin.take() else {
             return Err(running.error(RunError::Wait(io::ErrorKind::BrokenPipe.into())));
         };
-        let fed = feed(&mut stdin, &mut body).await;
-        drop(stdin);
-        match fed {
-            // Killed before it saw the end: rclone has written nothing.
-            Err(error) => {
-                running.kill().await;
-                return Err(error);
-            }
-            Ok(()) => running.finish(TRANSFER_TIMEOUT, &[]).await?,
+        if let Err(error) = feed(&mut stdin, &mut body).await {
+            // Killed while its input is still open, so it never sees an end
+            // and writes nothing: closing the input first raced the kill
+            // with rclone uploading what it had (the suite caught it once).
+            running.kill().await;
+            drop(stdin);
+            return Err(error);
         }
+        drop(stdin);
+        running.finish(TRANSFER_TIMEOUT, &[]).await?;
         drop(spool);
         self.entry(&path).await
     }
