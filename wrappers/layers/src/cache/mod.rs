@@ -58,7 +58,7 @@ use limiter::Limiter;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-use store::{ChunkStore, Claim, Identity};
+use store::{ChunkStore, Claim, Identity, UseStamp};
 use tokio::io::AsyncWriteExt;
 
 /// The spec's default for `chunk_path` and `db_path`.
@@ -220,10 +220,17 @@ impl Inner {
 
     /// Piece `n` (of `len` bytes) of `path` at `identity`: from disk, from
     /// another read's fetch, or fetched now.
-    async fn piece(&self, path: &str, identity: Identity, n: u64, len: u64) -> Result<Bytes> {
+    async fn piece(
+        &self,
+        path: &str,
+        identity: Identity,
+        n: u64,
+        len: u64,
+        asked: UseStamp,
+    ) -> Result<Bytes> {
         let mut waits = 0;
         loop {
-            if let Some(file) = self.chunks.lookup(path, identity, n) {
+            if let Some(file) = self.chunks.lookup(path, identity, n, asked) {
                 match tokio::fs::read(&file).await {
                     Ok(data) if data.len() as u64 == len => return Ok(Bytes::from(data)),
                     _ => self.chunks.forget(path, n).await,
@@ -238,7 +245,7 @@ impl Inner {
                     continue;
                 }
             };
-            let data = self.fetch(path, identity, n, len).await?;
+            let data = self.fetch(path, identity, n, len, asked).await?;
             if let Some(guard) = guard {
                 guard.finished();
             }
@@ -247,7 +254,14 @@ impl Inner {
     }
 
     /// Fetches piece `n` from the upstream and stores it.
-    async fn fetch(&self, path: &str, identity: Identity, n: u64, len: u64) -> Result<Bytes> {
+    async fn fetch(
+        &self,
+        path: &str,
+        identity: Identity,
+        n: u64,
+        len: u64,
+        asked: UseStamp,
+    ) -> Result<Bytes> {
         self.limit().await;
         let offset = n * self.chunks.chunk_size();
         let data = collect(self.upstream.read(path, Some((offset, len))).await?).await?;
@@ -259,7 +273,7 @@ impl Inner {
                 format!("{path}: changed while being read"),
             ));
         }
-        if let Err(e) = self.chunks.insert(path, identity, n, &data).await {
+        if let Err(e) = self.chunks.insert(path, identity, n, &data, asked).await {
             tracing::warn!(path, piece = n, error = %e, "caching a piece failed");
         }
         Ok(Bytes::from(data))
@@ -378,10 +392,12 @@ impl Storage for Cache {
         let stream = futures::stream::iter(start / piece..=(end - 1) / piece)
             .map(move |n| {
                 let (inner, path) = (inner.clone(), path.clone());
+                // Stamped in the order of the read, before any fetch starts.
+                let asked = UseStamp::now();
                 async move {
                     let from = n * piece;
                     let len = (size - from).min(piece);
-                    let data = inner.piece(&path, identity, n, len).await?;
+                    let data = inner.piece(&path, identity, n, len, asked).await?;
                     let lo = start.max(from) - from;
                     let hi = end.min(from + len) - from;
                     Ok(data.slice(lo as usize..hi as usize))
@@ -438,8 +454,12 @@ impl Storage for Cache {
             }
         };
         let identity = Identity::of(&now);
+        let chunks = &self.inner.chunks;
         for (n, temp) in std::mem::take(&mut tee.pieces) {
-            if let Err(e) = self.inner.chunks.adopt(&path, identity, n, &temp).await {
+            if let Err(e) = chunks
+                .adopt(&path, identity, n, &temp, UseStamp::now())
+                .await
+            {
                 tracing::warn!(path, piece = n, error = %e, "caching written data failed");
             }
         }

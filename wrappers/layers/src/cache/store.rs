@@ -110,11 +110,24 @@ impl Drop for FetchGuard {
     }
 }
 
-fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+/// When a reader asked for a chunk: the time eviction orders chunks by.
+///
+/// A read takes its stamps in the order it asks for pieces, before fetching
+/// them, so pieces that arrive out of order (several fetches run at once)
+/// still rank by their place in the read.
+#[derive(Clone, Copy, Debug)]
+pub struct UseStamp(u128);
+
+impl UseStamp {
+    /// Now, in nanoseconds since the Unix epoch.
+    pub fn now() -> Self {
+        Self(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        )
+    }
 }
 
 fn io_error(what: &str, err: std::io::Error) -> StorageError {
@@ -319,15 +332,21 @@ impl ChunkStore {
     }
 
     /// The disk file of chunk `n` of `path` at `identity`, if cached; marks
-    /// it used.
-    pub fn lookup(&self, path: &str, identity: Identity, n: u64) -> Option<PathBuf> {
+    /// it used at `asked`.
+    pub fn lookup(
+        &self,
+        path: &str,
+        identity: Identity,
+        n: u64,
+        asked: UseStamp,
+    ) -> Option<PathBuf> {
         let mut index = self.index();
         let file = index.files.get_mut(path)?;
         if file.identity != identity {
             return None;
         }
         let chunk = file.chunks.get_mut(&n)?;
-        chunk.used = now_nanos();
+        chunk.used = chunk.used.max(asked.0);
         let key = file.key.clone();
         Some(self.file_dir(&key).join(n.to_string()))
     }
@@ -366,8 +385,16 @@ impl ChunkStore {
     }
 
     /// Stores chunk `n` of `path` at `identity`, written at `temp` (moved
-    /// into place), then evicts if the cache is over its size.
-    pub async fn adopt(&self, path: &str, identity: Identity, n: u64, temp: &Path) -> Result<()> {
+    /// into place) and used at `asked`, then evicts if the cache is over its
+    /// size.
+    pub async fn adopt(
+        &self,
+        path: &str,
+        identity: Identity,
+        n: u64,
+        temp: &Path,
+        asked: UseStamp,
+    ) -> Result<()> {
         let len = tokio::fs::metadata(temp)
             .await
             .map_err(|e| io_error("reading a new chunk", e))?
@@ -429,13 +456,7 @@ impl ChunkStore {
                 Some(file) => {
                     let added = file
                         .chunks
-                        .insert(
-                            n,
-                            ChunkInfo {
-                                len,
-                                used: now_nanos(),
-                            },
-                        )
+                        .insert(n, ChunkInfo { len, used: asked.0 })
                         .is_none();
                     if added {
                         index.total += len;
@@ -454,14 +475,21 @@ impl ChunkStore {
         Ok(())
     }
 
-    /// Stores chunk `n` of `path` at `identity` from memory.
-    pub async fn insert(&self, path: &str, identity: Identity, n: u64, data: &[u8]) -> Result<()> {
+    /// Stores chunk `n` of `path` at `identity` from memory, used at `asked`.
+    pub async fn insert(
+        &self,
+        path: &str,
+        identity: Identity,
+        n: u64,
+        data: &[u8],
+        asked: UseStamp,
+    ) -> Result<()> {
         let temp = self.temp_path();
         if let Err(e) = tokio::fs::write(&temp, data).await {
             let _ = tokio::fs::remove_file(&temp).await;
             return Err(io_error("writing a chunk", e));
         }
-        self.adopt(path, identity, n, &temp).await
+        self.adopt(path, identity, n, &temp, asked).await
     }
 
     /// Moves the cached chunks of `path` from `old` to `new` (the content is
