@@ -30,7 +30,7 @@ const MIN_PART: u64 = 512 * 1024;
 /// Largest part.
 pub(crate) const MAX_PART: u64 = 8 * 1024 * 1024;
 /// Most parts in flight ahead of a sequential reader.
-const MAX_AHEAD: usize = 4;
+const MAX_AHEAD: usize = 8;
 /// Parts that end this far before a read are kept for reads arriving out of
 /// order (the kernel issues read-ahead requests in parallel).
 const KEEP_BEHIND: u64 = 4 * 1024 * 1024;
