@@ -1128,6 +1128,9 @@ impl Vfs {
         let path = node.path();
         item.ensure(&self.cache, &self.storage, &path, 0, size, 0)
             .await?;
+        // A closed file survives a crash of the process: its bytes must be
+        // in the data file, not gathered in memory.
+        item.settle()?;
         if !journaled {
             let mtime = {
                 let st = item.state();

@@ -829,6 +829,72 @@ async fn writes_mode_failed_uploads_stay_queued() {
     assert_eq!(fx.stored("w").await.unwrap(), b"keep me");
 }
 
+/// A file written from its start goes past the page cache after 4 MiB;
+/// anything else on the file (a read, a write elsewhere, a truncate) must
+/// first see every byte written so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_mode_sequential_writes_then_anything_else() {
+    let fx = Fx::new(Kind::Local, CacheMode::Writes).await;
+    let mut data = pattern(13 * MIB + 777);
+    let (_, fh) = fx.vfs.create(ROOT_INO, "f", WO_CREATE).await.unwrap();
+    let mut at = 0;
+    // Pieces that do not line up with the 4 MiB gathering.
+    for piece in data[..6 * MIB + 5].chunks(300_001) {
+        fx.vfs
+            .write(fh, at as u64, Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+        at += piece.len();
+    }
+    let ino = fx.resolve("f").await.unwrap().ino;
+    let rd = fx.vfs.open(ino, libc::O_RDONLY).await.unwrap();
+    let back = fx
+        .vfs
+        .read(rd, 5 * MIB as u64, 2 * MIB as u32)
+        .await
+        .unwrap();
+    assert!(back[..] == data[5 * MIB..6 * MIB + 5], "read while writing");
+    for piece in data[at..].chunks(MIB) {
+        fx.vfs
+            .write(fh, at as u64, Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+        at += piece.len();
+    }
+    fx.vfs
+        .write(fh, 100, Bytes::from_static(b"patched"))
+        .await
+        .unwrap();
+    data[100..107].copy_from_slice(b"patched");
+    let all = fx.vfs.read(rd, 0, data.len() as u32 + 10).await.unwrap();
+    assert!(all[..] == data[..], "read after a write elsewhere");
+    fx.vfs.release(rd).await.unwrap();
+    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.release(fh).await.unwrap();
+    fx.vfs.flush_all().await.unwrap();
+    assert!(fx.stored("f").await.unwrap() == data, "stored differs");
+
+    // Rewritten from the start, then cut short while gathering.
+    let (_, fh) = fx.vfs.create(ROOT_INO, "f", WO_CREATE).await.unwrap();
+    for (i, piece) in data[..9 * MIB].chunks(MIB).enumerate() {
+        fx.vfs
+            .write(fh, (i * MIB) as u64, Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+    fx.vfs
+        .setattr(ino, Some(fh), Some(7 * MIB as u64 + 3), None)
+        .await
+        .unwrap();
+    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.release(fh).await.unwrap();
+    fx.vfs.flush_all().await.unwrap();
+    assert!(
+        fx.stored("f").await.unwrap() == data[..7 * MIB + 3],
+        "truncated"
+    );
+}
+
 #[test]
 fn crash_recovery_resumes_uploads() {
     let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
@@ -844,7 +910,8 @@ fn crash_recovery_resumes_uploads() {
         fx.mkdir_p("docs").await;
         fx.put("docs/report.txt", b"quarterly numbers").await;
         fx.put("empty.lock", b"").await;
-        fx.put("top.bin", &pattern(3 * MIB)).await;
+        // Past 4 MiB, unaligned: closed with bytes gathered for O_DIRECT.
+        fx.put("top.bin", &pattern(9 * MIB + 123)).await;
         fx.rename("top.bin", "docs/moved.bin", false).await.unwrap();
         // fsync makes an open file's data durable in the cache too.
         let (_, fh) = fx
@@ -876,7 +943,7 @@ fn crash_recovery_resumes_uploads() {
             fx.stored("docs/report.txt").await.unwrap(),
             b"quarterly numbers"
         );
-        assert!(fx.stored("docs/moved.bin").await.unwrap() == pattern(3 * MIB));
+        assert!(fx.stored("docs/moved.bin").await.unwrap() == pattern(9 * MIB + 123));
         assert!(fx.stored("top.bin").await.is_none());
         assert_eq!(fx.stored("empty.lock").await.unwrap(), b"");
         assert_eq!(

@@ -3,10 +3,11 @@
 
 pub mod local;
 pub mod memory;
-mod streamed;
+pub mod streamed;
 
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
+pub use streamed::StreamedFile;
 
 use crate::{Result, StorageError};
 use std::io;

@@ -1,7 +1,9 @@
-//! Writing a streamed file to local disk past the page cache.
+//! Writing a file from start to end on local disk past the page cache.
 //!
-//! A streamed write is fsynced before it is renamed into place, so its pages
-//! would be copied into the page cache only to be flushed at once: past its
+//! A streamed write is fsynced before it is renamed into place (and a file
+//! written into the VFS's disk cache is soon read once for its upload), so
+//! its pages would be copied into the page cache only to be flushed at once:
+//! past its
 //! first 4 MiB, a file's pieces are gathered in an aligned buffer and
 //! written with `O_DIRECT` straight to the disk, which saves the kernel's
 //! copy and the flush that follows (and is the steadier path on this
@@ -76,7 +78,7 @@ enum Route {
 }
 
 /// Writes one file from start to end, piece by piece.
-pub(crate) struct StreamedFile {
+pub struct StreamedFile {
     file: File,
     path: PathBuf,
     via: Route,
@@ -86,12 +88,22 @@ pub(crate) struct StreamedFile {
     writeback_from: u64,
 }
 
+impl std::fmt::Debug for StreamedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedFile")
+            .field("path", &self.path)
+            .field("position", &self.position())
+            .field("direct", &matches!(self.via, Route::Direct(_)))
+            .finish()
+    }
+}
+
 impl StreamedFile {
     /// Writes to `file`, freshly created and empty at `path`. Small files
     /// go through the page cache; past the first [`CHUNK`] the rest goes
     /// through a second, `O_DIRECT` descriptor of `path` when the filesystem
     /// has it.
-    pub(crate) fn new(file: File, path: &Path) -> StreamedFile {
+    pub fn new(file: File, path: &Path) -> StreamedFile {
         StreamedFile {
             file,
             path: path.to_path_buf(),
@@ -101,8 +113,16 @@ impl StreamedFile {
         }
     }
 
+    /// Where the next write lands: the bytes written so far, gathered or not.
+    pub fn position(&self) -> u64 {
+        match &self.via {
+            Route::Direct(direct) => self.written + direct.filled as u64,
+            Route::Buffered { .. } => self.written,
+        }
+    }
+
     /// Appends `data`.
-    pub(crate) fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let taken = match &mut self.via {
                 Route::Buffered { direct_next } => {
@@ -166,9 +186,9 @@ impl StreamedFile {
         };
     }
 
-    /// Writes what is gathered and makes the whole file durable (an empty
-    /// file has nothing to flush).
-    pub(crate) fn finish(mut self) -> io::Result<File> {
+    /// Writes what is gathered, so that the file holds every byte written
+    /// (not yet durable).
+    pub fn settle(mut self) -> io::Result<File> {
         if let Route::Direct(direct) = &mut self.via {
             let aligned = direct.filled - direct.filled % ALIGN;
             direct.write_at(&self.file, aligned, self.written)?;
@@ -176,11 +196,18 @@ impl StreamedFile {
             self.file
                 .write_all_at(tail, self.written + aligned as u64)?;
         }
-        // The direct route starts only after a first CHUNK was written.
-        if self.written > 0 {
-            self.file.sync_all()?;
-        }
         Ok(self.file)
+    }
+
+    /// Writes what is gathered and makes the whole file durable (an empty
+    /// file has nothing to flush).
+    pub fn finish(self) -> io::Result<File> {
+        let written = self.position();
+        let file = self.settle()?;
+        if written > 0 {
+            file.sync_all()?;
+        }
+        Ok(file)
     }
 }
 
