@@ -19,6 +19,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 
 /// Offsets, lengths and buffer addresses of `O_DIRECT` writes are multiples
 /// of this (the largest logical block size in common use).
@@ -47,24 +48,109 @@ impl AlignedBuf {
     }
 }
 
-/// The direct path: a second descriptor opened with `O_DIRECT`, and what is
-/// gathered for it.
+/// The direct path: a second descriptor opened with `O_DIRECT`, the buffer
+/// being filled, and a writer thread that writes full buffers meanwhile (two
+/// buffers take turns, so copying in and writing out overlap).
 struct Direct {
-    file: File,
+    file: Arc<File>,
+    /// A descriptor of the same file without `O_DIRECT` (see [`write_direct`]).
+    buffered: Arc<File>,
     buf: AlignedBuf,
     filled: usize,
+    /// The other buffer, when the writer does not hold it.
+    spare: Option<AlignedBuf>,
+    to_writer: mpsc::Sender<(AlignedBuf, u64)>,
+    from_writer: mpsc::Receiver<(AlignedBuf, io::Result<()>)>,
+    /// Buffers the writer holds.
+    lent: usize,
 }
 
 impl Direct {
-    /// Writes the first `len` gathered bytes at `at`: with `O_DIRECT`, or
-    /// through `buffered` (a descriptor of the same file) where the
-    /// filesystem took the flag at open but refuses the write (`EINVAL`).
-    fn write_at(&mut self, buffered: &File, len: usize, at: u64) -> io::Result<()> {
-        let data = &self.buf.as_mut()[..len];
-        match self.file.write_all_at(data, at) {
-            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => buffered.write_all_at(data, at),
-            done => done,
+    /// Opens `path` with `O_DIRECT` (`None` where the filesystem has no such
+    /// thing) and starts its writer thread.
+    fn open(path: &Path, buffered: &File) -> Option<Direct> {
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()
+            .map(Arc::new)?;
+        let buffered = Arc::new(buffered.try_clone().ok()?);
+        let (to_writer, writes) = mpsc::channel::<(AlignedBuf, u64)>();
+        let (written, from_writer) = mpsc::channel();
+        let (direct, fallback) = (file.clone(), buffered.clone());
+        std::thread::Builder::new()
+            .name("berth-direct-io".into())
+            .spawn(move || {
+                for (mut buf, at) in writes {
+                    let done = write_direct(&direct, &fallback, buf.as_mut(), at);
+                    if written.send((buf, done)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Direct {
+            file,
+            buffered,
+            buf: AlignedBuf::new(),
+            filled: 0,
+            spare: Some(AlignedBuf::new()),
+            to_writer,
+            from_writer,
+            lent: 0,
+        })
+    }
+
+    /// Hands the full buffer to the writer (to be written at `at`) and takes
+    /// the other one, waiting for its write if the writer still has it.
+    fn hand_off(&mut self, at: u64) -> io::Result<()> {
+        let next = match self.spare.take() {
+            Some(buf) => buf,
+            None => self.take_back()?,
+        };
+        let full = std::mem::replace(&mut self.buf, next);
+        self.filled = 0;
+        self.to_writer
+            .send((full, at))
+            .map_err(|_| io::Error::other("the direct writer thread stopped"))?;
+        self.lent += 1;
+        Ok(())
+    }
+
+    /// A buffer back from the writer, once its write is done (an error of
+    /// that write is this call's).
+    fn take_back(&mut self) -> io::Result<AlignedBuf> {
+        let (buf, done) = self
+            .from_writer
+            .recv()
+            .map_err(|_| io::Error::other("the direct writer thread stopped"))?;
+        self.lent -= 1;
+        done.map(|()| buf)
+    }
+
+    /// Waits for every handed-off write, then writes the gathered bytes at
+    /// `at` (the unaligned tail through the page cache).
+    fn settle(&mut self, at: u64) -> io::Result<()> {
+        while self.lent > 0 {
+            let buf = self.take_back()?;
+            self.spare = Some(buf);
         }
+        let aligned = self.filled - self.filled % ALIGN;
+        let data = self.buf.as_mut();
+        write_direct(&self.file, &self.buffered, &data[..aligned], at)?;
+        self.buffered
+            .write_all_at(&data[aligned..self.filled], at + aligned as u64)
+    }
+}
+
+/// Writes `data` at `at` with `O_DIRECT` through `direct`, or through
+/// `buffered` (a descriptor of the same file) where the filesystem took the
+/// flag at open but refuses the write (`EINVAL`).
+fn write_direct(direct: &File, buffered: &File, data: &[u8], at: u64) -> io::Result<()> {
+    match direct.write_all_at(data, at) {
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => buffered.write_all_at(data, at),
+        done => done,
     }
 }
 
@@ -141,9 +227,8 @@ impl StreamedFile {
                     direct.buf.as_mut()[at..at + take].copy_from_slice(&data[..take]);
                     direct.filled += take;
                     if direct.filled == CHUNK {
-                        direct.write_at(&self.file, CHUNK, self.written)?;
+                        direct.hand_off(self.written)?;
                         self.written += CHUNK as u64;
-                        direct.filled = 0;
                     }
                     take
                 }
@@ -172,17 +257,9 @@ impl StreamedFile {
         if !matches!(self.via, Route::Buffered { direct_next: true }) {
             return;
         }
-        self.via = match OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&self.path)
-        {
-            Ok(file) => Route::Direct(Direct {
-                file,
-                buf: AlignedBuf::new(),
-                filled: 0,
-            }),
-            Err(_) => Route::Buffered { direct_next: false },
+        self.via = match Direct::open(&self.path, &self.file) {
+            Some(direct) => Route::Direct(direct),
+            None => Route::Buffered { direct_next: false },
         };
     }
 
@@ -190,11 +267,7 @@ impl StreamedFile {
     /// (not yet durable).
     pub fn settle(mut self) -> io::Result<File> {
         if let Route::Direct(direct) = &mut self.via {
-            let aligned = direct.filled - direct.filled % ALIGN;
-            direct.write_at(&self.file, aligned, self.written)?;
-            let tail = &direct.buf.as_mut()[aligned..direct.filled];
-            self.file
-                .write_all_at(tail, self.written + aligned as u64)?;
+            direct.settle(self.written)?;
         }
         Ok(self.file)
     }
@@ -260,18 +333,13 @@ mod tests {
         let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
         let path = dir.path().join("f");
         let buffered = File::create(&path).unwrap();
-        let mut direct = Direct {
-            file: OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(&path)
-                .unwrap(),
-            buf: AlignedBuf::new(),
-            filled: 0,
-        };
-        direct.buf.as_mut()[..1000].copy_from_slice(&pattern(1000));
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .unwrap();
         // An unaligned length: O_DIRECT refuses it with EINVAL.
-        direct.write_at(&buffered, 1000, 0).unwrap();
+        write_direct(&direct, &buffered, &pattern(1000), 0).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), pattern(1000));
     }
 
