@@ -218,16 +218,16 @@ impl Inner {
         self.chunks.drop_tree(path).await;
     }
 
-    /// Piece `n` (of `len` bytes) of `path` at `identity`: from disk, from
-    /// another read's fetch, or fetched now.
-    async fn piece(
-        &self,
-        path: &str,
-        identity: Identity,
-        n: u64,
-        len: u64,
-        asked: UseStamp,
-    ) -> Result<Bytes> {
+    /// The piece `want` names: from disk, from another read's fetch, or
+    /// fetched now.
+    async fn piece(&self, want: Wanted<'_>) -> Result<Bytes> {
+        let Wanted {
+            path,
+            identity,
+            n,
+            len,
+            asked,
+        } = want;
         let mut waits = 0;
         loop {
             if let Some(file) = self.chunks.lookup(path, identity, n, asked) {
@@ -245,7 +245,7 @@ impl Inner {
                     continue;
                 }
             };
-            let data = self.fetch(path, identity, n, len, asked).await?;
+            let data = self.fetch(want).await?;
             if let Some(guard) = guard {
                 guard.finished();
             }
@@ -253,15 +253,15 @@ impl Inner {
         }
     }
 
-    /// Fetches piece `n` from the upstream and stores it.
-    async fn fetch(
-        &self,
-        path: &str,
-        identity: Identity,
-        n: u64,
-        len: u64,
-        asked: UseStamp,
-    ) -> Result<Bytes> {
+    /// Fetches the piece `want` names from the upstream and stores it.
+    async fn fetch(&self, want: Wanted<'_>) -> Result<Bytes> {
+        let Wanted {
+            path,
+            identity,
+            n,
+            len,
+            asked,
+        } = want;
         self.limit().await;
         let offset = n * self.chunks.chunk_size();
         let data = collect(self.upstream.read(path, Some((offset, len))).await?).await?;
@@ -278,6 +278,17 @@ impl Inner {
         }
         Ok(Bytes::from(data))
     }
+}
+
+/// One piece a read wants: piece `n` (of `len` bytes) of `path` at
+/// `identity`, asked for at `asked`.
+#[derive(Clone, Copy)]
+struct Wanted<'a> {
+    path: &'a str,
+    identity: Identity,
+    n: u64,
+    len: u64,
+    asked: UseStamp,
 }
 
 /// Pieces of a body being written through the cache (`writes`), kept in
@@ -397,7 +408,14 @@ impl Storage for Cache {
                 async move {
                     let from = n * piece;
                     let len = (size - from).min(piece);
-                    let data = inner.piece(&path, identity, n, len, asked).await?;
+                    let want = Wanted {
+                        path: &path,
+                        identity,
+                        n,
+                        len,
+                        asked,
+                    };
+                    let data = inner.piece(want).await?;
                     let lo = start.max(from) - from;
                     let hi = end.min(from + len) - from;
                     Ok(data.slice(lo as usize..hi as usize))
