@@ -28,7 +28,7 @@ use tokio::task::AbortHandle;
 /// Size of the first part of a reader.
 const MIN_PART: u64 = 512 * 1024;
 /// Largest part.
-pub(crate) const MAX_PART: u64 = 8 * 1024 * 1024;
+pub(crate) const MAX_PART: u64 = 16 * 1024 * 1024;
 /// Most parts in flight ahead of a sequential reader.
 const MAX_AHEAD: usize = 8;
 /// Parts that end this far before a read are kept for reads arriving out of
