@@ -31,7 +31,7 @@ use tokio::sync::{Notify, Semaphore};
 /// Uploads from the write cache running at once.
 const UPLOAD_SLOTS: usize = 4;
 /// Chunks read ahead of a sequential reader in `full` mode.
-const CACHE_AHEAD: u64 = 4;
+const CACHE_AHEAD: u64 = 8;
 /// Longest wait between upload retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Longest sleep of the background task (it also evicts by age).
