@@ -466,8 +466,11 @@ impl CacheItem {
         let held = st.present.total();
         st.present.clear();
         cache.used.fetch_sub(held, Ordering::Relaxed);
-        // What an appender gathered is old content too.
-        *lock(&self.appender) = Appender::Idle;
+        // What an appender gathered is old content too; its writes still
+        // in flight must land before the cut, not after it.
+        if let Appender::Active(out) = std::mem::take(&mut *lock(&self.appender)) {
+            let _ = out.settle();
+        }
         if let Some(f) = self.file.get() {
             let _ = f.set_len(0);
         }
