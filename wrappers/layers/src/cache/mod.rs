@@ -221,18 +221,12 @@ impl Inner {
     /// The piece `want` names: from disk, from another read's fetch, or
     /// fetched now.
     async fn piece(&self, want: Wanted<'_>) -> Result<Bytes> {
-        let Wanted {
-            path,
-            identity,
-            n,
-            len,
-            asked,
-        } = want;
+        let Wanted { path, n, .. } = want;
         let mut waits = 0;
         loop {
-            if let Some(file) = self.chunks.lookup(path, identity, n, asked) {
+            if let Some(file) = self.chunks.lookup(path, want.identity, n, want.asked) {
                 match tokio::fs::read(&file).await {
-                    Ok(data) if data.len() as u64 == len => return Ok(Bytes::from(data)),
+                    Ok(data) if data.len() as u64 == want.len => return Ok(Bytes::from(data)),
                     _ => self.chunks.forget(path, n).await,
                 }
             }
@@ -255,13 +249,7 @@ impl Inner {
 
     /// Fetches the piece `want` names from the upstream and stores it.
     async fn fetch(&self, want: Wanted<'_>) -> Result<Bytes> {
-        let Wanted {
-            path,
-            identity,
-            n,
-            len,
-            asked,
-        } = want;
+        let Wanted { path, n, len, .. } = want;
         self.limit().await;
         let offset = n * self.chunks.chunk_size();
         let data = collect(self.upstream.read(path, Some((offset, len))).await?).await?;
@@ -273,7 +261,11 @@ impl Inner {
                 format!("{path}: changed while being read"),
             ));
         }
-        if let Err(e) = self.chunks.insert(path, identity, n, &data, asked).await {
+        if let Err(e) = self
+            .chunks
+            .insert(path, want.identity, n, &data, want.asked)
+            .await
+        {
             tracing::warn!(path, piece = n, error = %e, "caching a piece failed");
         }
         Ok(Bytes::from(data))
