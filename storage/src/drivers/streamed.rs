@@ -19,6 +19,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 /// Offsets, lengths and buffer addresses of `O_DIRECT` writes are multiples
@@ -63,12 +64,42 @@ struct Direct {
     from_writer: mpsc::Receiver<(AlignedBuf, io::Result<()>)>,
     /// Buffers the writer holds.
     lent: usize,
+    _slot: DirectSlot,
+}
+
+/// Most files written directly at once in the process: each holds two
+/// [`CHUNK`] buffers and a thread, so many files written in parallel beyond
+/// this go through the page cache instead of taking unbounded memory.
+const MAX_DIRECT_FILES: usize = 16;
+/// Files being written directly now.
+static DIRECT_FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the [`MAX_DIRECT_FILES`], given back when dropped.
+struct DirectSlot;
+
+impl DirectSlot {
+    fn take() -> Option<DirectSlot> {
+        DIRECT_FILES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_DIRECT_FILES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| DirectSlot)
+    }
+}
+
+impl Drop for DirectSlot {
+    fn drop(&mut self) {
+        DIRECT_FILES.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Direct {
-    /// Opens `path` with `O_DIRECT` (`None` where the filesystem has no such
-    /// thing) and starts its writer thread.
+    /// Opens `path` with `O_DIRECT` and starts its writer thread (`None`
+    /// where the filesystem has no such thing, or while
+    /// [`MAX_DIRECT_FILES`] other files are written directly).
     fn open(path: &Path, buffered: &File) -> Option<Direct> {
+        let slot = DirectSlot::take()?;
         let file = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_DIRECT)
@@ -99,6 +130,7 @@ impl Direct {
             to_writer,
             from_writer,
             lent: 0,
+            _slot: slot,
         })
     }
 
@@ -364,5 +396,22 @@ mod tests {
                 }
             }
         }
+        // With every direct place taken, a large file is written whole
+        // through the page cache. (In this test, since `round_trip` expects
+        // a free place.)
+        let taken: Vec<DirectSlot> = std::iter::from_fn(DirectSlot::take)
+            .take(MAX_DIRECT_FILES + 1)
+            .collect();
+        assert!(taken.len() <= MAX_DIRECT_FILES);
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let path = dir.path().join("f");
+        let mut out = StreamedFile::new(File::create(&path).unwrap(), &path);
+        let data = pattern(2 * CHUNK + 5);
+        out.write(&data).unwrap();
+        assert!(matches!(out.via, Route::Buffered { direct_next: false }));
+        out.finish().unwrap();
+        assert!(std::fs::read(&path).unwrap() == data);
+        drop(taken);
     }
 }
