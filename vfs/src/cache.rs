@@ -316,21 +316,19 @@ impl CacheItem {
     /// it.
     pub(crate) fn settle(&self) -> Result<(), VfsError> {
         let mut appender = lock(&self.appender);
-        match std::mem::take(&mut *appender) {
-            Appender::Idle => Ok(()),
-            Appender::Active(out) => out.settle().map(drop).map_err(|e| {
-                *appender = Appender::Failed(e.to_string());
-                VfsError::cache("write cached file", e)
-            }),
-            Appender::Failed(msg) => {
-                let err = VfsError::errno_msg(
-                    libc::EIO,
-                    format!("an earlier write to the cached file failed: {msg}"),
-                );
-                *appender = Appender::Failed(msg);
-                Err(err)
-            }
+        if let Appender::Failed(msg) = &*appender {
+            return Err(VfsError::errno_msg(
+                libc::EIO,
+                format!("an earlier write to the cached file failed: {msg}"),
+            ));
         }
+        let Appender::Active(out) = std::mem::take(&mut *appender) else {
+            return Ok(());
+        };
+        out.settle().map(drop).map_err(|e| {
+            *appender = Appender::Failed(e.to_string());
+            VfsError::cache("write cached file", e)
+        })
     }
 
     /// Writes `data` at `offset` of the data file, whose content is `size`
@@ -466,11 +464,11 @@ impl CacheItem {
         let held = st.present.total();
         st.present.clear();
         cache.used.fetch_sub(held, Ordering::Relaxed);
-        // What an appender gathered is old content too; its writes still
-        // in flight must land before the cut, not after it.
-        if let Appender::Active(out) = std::mem::take(&mut *lock(&self.appender)) {
-            let _ = out.settle();
-        }
+        // What an appender gathered is old content too, but its writes still
+        // in flight must land before the cut, not after it; a failure of
+        // the old content no longer matters.
+        let _ = self.settle();
+        *lock(&self.appender) = Appender::Idle;
         if let Some(f) = self.file.get() {
             let _ = f.set_len(0);
         }

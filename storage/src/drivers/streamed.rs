@@ -3,9 +3,8 @@
 //! A streamed write is fsynced before it is renamed into place (and a file
 //! written into the VFS's disk cache is soon read once for its upload), so
 //! its pages would be copied into the page cache only to be flushed at once:
-//! past its
-//! first 4 MiB, a file's pieces are gathered in an aligned buffer and
-//! written with `O_DIRECT` straight to the disk, which saves the kernel's
+//! past its first 4 MiB, a file's pieces are gathered in an aligned buffer
+//! and written with `O_DIRECT` straight to the disk, which saves the kernel's
 //! copy and the flush that follows (and is the steadier path on this
 //! machine's disk, docs/BENCHMARKS.md). The first 4 MiB (all of a small
 //! file: no second descriptor, no large buffer) and the unaligned tail go
@@ -54,16 +53,12 @@ impl AlignedBuf {
 /// buffers take turns, so copying in and writing out overlap).
 struct Direct {
     file: Arc<File>,
-    /// A descriptor of the same file without `O_DIRECT` (see [`write_direct`]).
-    buffered: Arc<File>,
     buf: AlignedBuf,
     filled: usize,
-    /// The other buffer, when the writer does not hold it.
+    /// The other buffer; `None` while the writer holds it.
     spare: Option<AlignedBuf>,
     to_writer: mpsc::Sender<(AlignedBuf, u64)>,
     from_writer: mpsc::Receiver<(AlignedBuf, io::Result<()>)>,
-    /// Buffers the writer holds.
-    lent: usize,
     _slot: DirectSlot,
 }
 
@@ -95,9 +90,10 @@ impl Drop for DirectSlot {
 }
 
 impl Direct {
-    /// Opens `path` with `O_DIRECT` and starts its writer thread (`None`
-    /// where the filesystem has no such thing, or while
-    /// [`MAX_DIRECT_FILES`] other files are written directly).
+    /// Opens `path` with `O_DIRECT` and starts its writer thread, which
+    /// falls back to `buffered` (see [`write_direct`]); `None` where the
+    /// filesystem has no such thing, or while [`MAX_DIRECT_FILES`] other
+    /// files are written directly.
     fn open(path: &Path, buffered: &File) -> Option<Direct> {
         let slot = DirectSlot::take()?;
         let file = OpenOptions::new()
@@ -106,10 +102,10 @@ impl Direct {
             .open(path)
             .ok()
             .map(Arc::new)?;
-        let buffered = Arc::new(buffered.try_clone().ok()?);
+        let fallback = buffered.try_clone().ok()?;
         let (to_writer, writes) = mpsc::channel::<(AlignedBuf, u64)>();
         let (written, from_writer) = mpsc::channel();
-        let (direct, fallback) = (file.clone(), buffered.clone());
+        let direct = file.clone();
         std::thread::Builder::new()
             .name("berth-direct-io".into())
             .spawn(move || {
@@ -123,13 +119,11 @@ impl Direct {
             .ok()?;
         Some(Direct {
             file,
-            buffered,
             buf: AlignedBuf::new(),
             filled: 0,
             spare: Some(AlignedBuf::new()),
             to_writer,
             from_writer,
-            lent: 0,
             _slot: slot,
         })
     }
@@ -145,9 +139,7 @@ impl Direct {
         self.filled = 0;
         self.to_writer
             .send((full, at))
-            .map_err(|_| io::Error::other("the direct writer thread stopped"))?;
-        self.lent += 1;
-        Ok(())
+            .map_err(|_| io::Error::other("the direct writer thread stopped"))
     }
 
     /// A buffer back from the writer, once its write is done (an error of
@@ -157,22 +149,20 @@ impl Direct {
             .from_writer
             .recv()
             .map_err(|_| io::Error::other("the direct writer thread stopped"))?;
-        self.lent -= 1;
         done.map(|()| buf)
     }
 
-    /// Waits for every handed-off write, then writes the gathered bytes at
-    /// `at` (the unaligned tail through the page cache).
-    fn settle(&mut self, at: u64) -> io::Result<()> {
-        while self.lent > 0 {
-            let buf = self.take_back()?;
-            self.spare = Some(buf);
+    /// Waits for the handed-off write, then writes the gathered bytes at
+    /// `at` (the unaligned tail through `buffered`, a descriptor of the same
+    /// file without `O_DIRECT`).
+    fn settle(&mut self, buffered: &File, at: u64) -> io::Result<()> {
+        if self.spare.is_none() {
+            self.spare = Some(self.take_back()?);
         }
         let aligned = self.filled - self.filled % ALIGN;
         let data = self.buf.as_mut();
-        write_direct(&self.file, &self.buffered, &data[..aligned], at)?;
-        self.buffered
-            .write_all_at(&data[aligned..self.filled], at + aligned as u64)
+        write_direct(&self.file, buffered, &data[..aligned], at)?;
+        buffered.write_all_at(&data[aligned..self.filled], at + aligned as u64)
     }
 }
 
@@ -299,7 +289,7 @@ impl StreamedFile {
     /// (not yet durable).
     pub fn settle(mut self) -> io::Result<File> {
         if let Route::Direct(direct) = &mut self.via {
-            direct.settle(self.written)?;
+            direct.settle(&self.file, self.written)?;
         }
         Ok(self.file)
     }
@@ -337,12 +327,16 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
     }
 
+    /// A directory beside the test binary: the target directory is on a
+    /// disk, where /tmp may be a tmpfs without O_DIRECT.
+    fn disk_dir() -> tempfile::TempDir {
+        let exe = std::env::current_exe().unwrap();
+        tempfile::tempdir_in(exe.parent().unwrap()).unwrap()
+    }
+
     /// Writes `len` bytes in pieces of `piece` and reads them back.
     fn round_trip(len: usize, piece: usize, direct: bool) {
-        // Beside the test binary: the target directory is on a disk, where
-        // /tmp may be a tmpfs without O_DIRECT.
-        let exe = std::env::current_exe().unwrap();
-        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let dir = disk_dir();
         let path = dir.path().join("f");
         let file = File::create(&path).unwrap();
         let mut out = StreamedFile::new(file, &path);
@@ -361,8 +355,7 @@ mod tests {
 
     #[test]
     fn a_write_the_filesystem_refuses_with_o_direct_goes_through_the_page_cache() {
-        let exe = std::env::current_exe().unwrap();
-        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let dir = disk_dir();
         let path = dir.path().join("f");
         let buffered = File::create(&path).unwrap();
         let direct = OpenOptions::new()
@@ -403,8 +396,7 @@ mod tests {
             .take(MAX_DIRECT_FILES + 1)
             .collect();
         assert!(taken.len() <= MAX_DIRECT_FILES);
-        let exe = std::env::current_exe().unwrap();
-        let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+        let dir = disk_dir();
         let path = dir.path().join("f");
         let mut out = StreamedFile::new(File::create(&path).unwrap(), &path);
         let data = pattern(2 * CHUNK + 5);
