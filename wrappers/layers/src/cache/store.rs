@@ -50,8 +50,8 @@ struct FileMeta {
 #[derive(Debug)]
 struct ChunkInfo {
     len: u64,
-    /// Last use, nanoseconds since the Unix epoch.
-    used: u128,
+    /// Last use.
+    used: UseStamp,
 }
 
 #[derive(Debug)]
@@ -115,15 +115,19 @@ impl Drop for FetchGuard {
 /// A read takes its stamps in the order it asks for pieces, before fetching
 /// them, so pieces that arrive out of order (several fetches run at once)
 /// still rank by their place in the read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UseStamp(u128);
 
 impl UseStamp {
-    /// Now, in nanoseconds since the Unix epoch.
+    /// Now.
     pub fn now() -> Self {
+        Self::at(SystemTime::now())
+    }
+
+    /// At `time` (nanoseconds since the Unix epoch; earlier is 0).
+    fn at(time: SystemTime) -> Self {
         Self(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
+            time.duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or(0),
         )
@@ -232,12 +236,7 @@ impl ChunkStore {
                 let _ = std::fs::remove_file(item.path());
                 continue;
             }
-            let used = info
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
+            let used = info.modified().map_or(UseStamp(0), UseStamp::at);
             bytes += expected;
             chunks.insert(
                 n,
@@ -346,7 +345,7 @@ impl ChunkStore {
             return None;
         }
         let chunk = file.chunks.get_mut(&n)?;
-        chunk.used = chunk.used.max(asked.0);
+        chunk.used = chunk.used.max(asked);
         let key = file.key.clone();
         Some(self.file_dir(&key).join(n.to_string()))
     }
@@ -456,7 +455,7 @@ impl ChunkStore {
                 Some(file) => {
                     let added = file
                         .chunks
-                        .insert(n, ChunkInfo { len, used: asked.0 })
+                        .insert(n, ChunkInfo { len, used: asked })
                         .is_none();
                     if added {
                         index.total += len;
@@ -547,7 +546,7 @@ impl ChunkStore {
                 return;
             }
             index.last_clean = Some(Instant::now());
-            let mut all: Vec<(u128, String, u64, u64)> = index
+            let mut all: Vec<(UseStamp, String, u64, u64)> = index
                 .files
                 .iter()
                 .flat_map(|(path, file)| {
