@@ -69,7 +69,13 @@ pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> 
     let key = MasterKey::load_or_create(&settings.master_key_file)
         .map_err(|e| format!("master key {}: {e}", settings.master_key_file.display()))?;
     let jwt = jwt_key(&settings)?;
-    let tokens = token_vault(&settings, &key)?;
+    // The token vault serves rclone only: without one it is not opened.
+    let rclone = match locate_rclone(&settings.rclone).await {
+        Ok(rclone) => Ok(Arc::new(
+            rclone.keeping_tokens_in(token_vault(&settings, &key)?),
+        )),
+        Err(why) => Err(why),
+    };
     let env = EngineEnv {
         hashes: Arc::new(berth_layers::DbHashStore::new(db.clone())),
         drivers: DriverEnv {
@@ -77,9 +83,7 @@ pub async fn serve(settings: Settings, data_runtime: tokio::runtime::Handle) -> 
             host_credentials: settings.host_credentials,
         },
         state_dir: settings.data_dir.join("engines"),
-        rclone: locate_rclone(&settings.rclone)
-            .await
-            .map(|rclone| Arc::new(rclone.keeping_tokens_in(tokens))),
+        rclone,
     };
     let registry = Registry::load(RegistrySettings {
         db,

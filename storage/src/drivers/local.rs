@@ -1027,25 +1027,28 @@ impl LocalStorage {
         // ends the file; a queue closed without it (the body failed) stops
         // the writer. The temp file belongs to this future: dropped midway,
         // it is removed at once.
-        let shown2 = shown.clone();
-        let (file, tmp) = blocking(move || create_temp(&dir, &shown2)).await?;
-        let tmp_path = tmp.path().to_path_buf();
+        let (file, tmp) = {
+            let shown = shown.clone();
+            blocking(move || create_temp(&dir, &shown)).await?
+        };
         let (pieces, mut queue) = tokio::sync::mpsc::channel::<Option<Bytes>>(PIECES_AHEAD);
-        let shown2 = shown.clone();
-        let writer = blocking(move || {
-            let mut out = StreamedFile::new(file, &tmp_path);
-            let io = |e| StorageError::from_io(e, &shown2);
-            while let Some(item) = queue.blocking_recv() {
-                match item {
-                    Some(piece) => out.write(&piece).map_err(io)?,
-                    None => return out.finish().map(drop).map_err(io),
+        let writer = {
+            let (shown, tmp_path) = (shown.clone(), tmp.path().to_path_buf());
+            blocking(move || {
+                let mut out = StreamedFile::new(file, &tmp_path);
+                let io = |e| StorageError::from_io(e, &shown);
+                while let Some(item) = queue.blocking_recv() {
+                    match item {
+                        Some(piece) => out.write(&piece).map_err(io)?,
+                        None => return out.finish().map(drop).map_err(io),
+                    }
                 }
-            }
-            Err(StorageError::new(
-                ErrorKind::Other,
-                format!("{shown2}: the write ended early"),
-            ))
-        });
+                Err(StorageError::new(
+                    ErrorKind::Other,
+                    format!("{shown}: the write ended early"),
+                ))
+            })
+        };
         let feed = async move {
             while let Some(piece) = body.next().await {
                 if pieces.send(Some(piece?)).await.is_err() {
