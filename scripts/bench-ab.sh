@@ -8,23 +8,22 @@
 #   scripts/bench-ab.sh ROUNDS SIZE_MIB MODE BINARY...
 #   WHAT=read scripts/bench-ab.sh 4 512 off target/release/berth /tmp/berth-old
 set -euo pipefail
+source "$(dirname "$0")/bench-lib.sh"
 [[ $# -ge 4 ]] || { sed -n 2,9p "$0" >&2; exit 2; }
 rounds=$1 size_mib=$2 mode=$3
 shift 3
 what="${WHAT:-write}"
 
-one() { # binary -> prints MiB/s
+one() { # binary -> prints MiB/s (run in a subshell: $(one ...))
     local bin=$1 dir pid base token backend m t0 t1
     dir="$(mktemp -d /tmp/berth-bench-ab.XXXXXX)"
     mkdir -p "$dir/local/store"
-    BERTH_DATA_DIR="$dir/data" BERTH_LISTEN=127.0.0.1:0 BERTH_JWT_SECRET=bench BERTH_LOG=warn \
-        BERTH_LOCAL_ROOTS="$dir/local" "$bin" serve >"$dir/out" 2>"$dir/log" &
-    pid=$!
-    for _ in $(seq 1 200); do base="$(sed -n 's/^berth listening on //p' "$dir/out")"; [[ -n "$base" ]] && break; sleep 0.05; done
-    token="$(BERTH_DATA_DIR="$dir/data" BERTH_JWT_SECRET=bench "$bin" token --org bench)"
-    api() { curl -s -H "Authorization: Bearer $token" "$@"; }
-    backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\"}" | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
-    m="$(api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"vfs_config\": {\"cache_mode\": \"$mode\"}}" | sed 's/.*"mount_path":"\([^"]*\)".*/\1/')"
+    export BERTH_DATA_DIR="$dir/data" BERTH_LISTEN=127.0.0.1:0 BERTH_JWT_SECRET=bench BERTH_LOG=warn \
+        BERTH_LOCAL_ROOTS="$dir/local"
+    start_berth "$bin" "$dir"
+    token="$("$bin" token --org bench)"
+    backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\"}" | json_field id)"
+    m="$(api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"vfs_config\": {\"cache_mode\": \"$mode\"}}" | json_field mount_path)"
     sync
     t0=$(date +%s%N)
     dd if=/dev/zero of="$m/ab.bin" bs=1M count="$size_mib" conv=fsync 2>/dev/null

@@ -9,6 +9,7 @@
 #   scripts/bench-io.sh [SIZE_MIB] [BERTH_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-lib.sh
 size_mib="${1:-1024}"
 bin="${2:-target/release/berth}"
 [[ -x "$bin" ]] || { echo "bench-io: build $bin first (cargo build --release --bin berth)" >&2; exit 1; }
@@ -27,17 +28,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" serve >"$dir/out" 2>"$dir/log" &
-pid=$!
-for _ in $(seq 1 200); do base="$(sed -n 's/^berth listening on //p' "$dir/out")"; [[ -n "$base" ]] && break; sleep 0.05; done
+start_berth "$bin" "$dir"
 token="$("$bin" token --org bench)"
-api() { curl -s -H "Authorization: Bearer $token" "$@"; }
-backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\"}" | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
+backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\"}" | json_field id)"
 mount_berth() { # mode name [remote_path] -> prints the mount path
     api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"mount_path\": \"$2\", \"remote_path\": \"${3:-}\", \"vfs_config\": {\"cache_mode\": \"$1\"}}" \
-        | sed 's/.*"mount_path":"\([^"]*\)".*/\1/'
+        | json_field mount_path
 }
-unmount_berth() { api -X DELETE "$base/api/v1/mounts/$(api "$base/api/v1/mounts" | sed 's/.*"id":"\(mount_[0-9a-f]*\)".*/\1/')" >/dev/null; }
+unmount_berth() { api -X DELETE "$base/api/v1/mounts/$(api "$base/api/v1/mounts" | json_field id)" >/dev/null; }
 # Seconds a command took, or "failed" (a failed step is never timed).
 secs() {
     local t0=$(date +%s%N)
@@ -126,7 +124,7 @@ mkdir -p "$dir/local/store/many"
 bench_berth "local"
 bench_rclone "local" "$dir/local/store"
 if command -v rclone >/dev/null 2>&1; then
-    backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\", \"engine\": \"rclone\"}" | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
+    backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\", \"engine\": \"rclone\"}" | json_field id)"
     bench_berth "local engine=rclone"
 fi
 
@@ -140,7 +138,7 @@ if command -v s3s-fs >/dev/null 2>&1; then
     s3s-fs --host 127.0.0.1 --port "$port" --access-key benchkey --secret-key benchsecret "$dir/s3" >/dev/null 2>&1 &
     s3pid=$!
     for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-    backend="$(api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"http://127.0.0.1:$port\", \"access_key_id\": \"benchkey\", \"secret_access_key\": \"benchsecret\", \"region\": \"us-east-1\"}" | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
+    backend="$(api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"http://127.0.0.1:$port\", \"access_key_id\": \"benchkey\", \"secret_access_key\": \"benchsecret\", \"region\": \"us-east-1\"}" | json_field id)"
     # s3s-fs hashes a multipart object whole on every GET (it stores no ETag
     # for it), which real S3 does not: reads would measure that. So the read
     # figures read an object stored with one PUT (rclone's upload cutoff
@@ -160,7 +158,7 @@ if command -v s3s-fs >/dev/null 2>&1; then
         RCLONE_CONFIG_BENCHS3_ENDPOINT="http://127.0.0.1:$port" RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=benchkey \
         RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=benchsecret RCLONE_CONFIG_BENCHS3_REGION=us-east-1
     bench_rclone "s3" "benchs3:bench"
-    backend="$(api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"http://127.0.0.1:$port\", \"access_key_id\": \"benchkey\", \"secret_access_key\": \"benchsecret\", \"region\": \"us-east-1\", \"engine\": \"rclone\"}" | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
+    backend="$(api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"http://127.0.0.1:$port\", \"access_key_id\": \"benchkey\", \"secret_access_key\": \"benchsecret\", \"region\": \"us-east-1\", \"engine\": \"rclone\"}" | json_field id)"
     bench_berth "s3 engine=rclone" "bench"
     kill "$s3pid" 2>/dev/null || true
 else

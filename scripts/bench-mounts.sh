@@ -5,6 +5,7 @@
 #   scripts/bench-mounts.sh [N] [BERTH_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-lib.sh
 n="${1:-200}"
 bin="${2:-target/release/berth}"
 [[ -x "$bin" ]] || { echo "bench-mounts: build $bin first (cargo build --release --bin berth)" >&2; exit 1; }
@@ -12,29 +13,18 @@ bin="${2:-target/release/berth}"
 dir="$(mktemp -d /tmp/berth-bench.XXXXXX)"
 export BERTH_DATA_DIR="$dir/data" BERTH_LISTEN=127.0.0.1:0 BERTH_JWT_SECRET=bench BERTH_LOG=warn
 pid=""
-start() {
-    "$bin" serve >"$dir/out" 2>>"$dir/log" &
-    pid=$!
-    for _ in $(seq 1 200); do
-        base="$(sed -n 's/^berth listening on //p' "$dir/out")"
-        [[ -n "$base" ]] && return
-        sleep 0.05
-    done
-    echo "bench-mounts: berth did not start" >&2
-    exit 1
-}
 stop() { kill -TERM "$pid"; wait "$pid" || true; }
 cleanup() { [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
-active() { curl -s "$base/api/v1/mounts" -H "Authorization: Bearer $token" | grep -o '"status":"active"' | wc -l; }
+active() { api "$base/api/v1/mounts" | grep -o '"status":"active"' | wc -l; }
 
-start
+start_berth "$bin" "$dir"
 token="$("$bin" token --org bench)"
-backend="$(curl -s -X POST "$base/api/v1/backends/memory" -H "Authorization: Bearer $token" -d '{}' | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')"
+backend="$(api -X POST "$base/api/v1/backends/memory" -d '{}' | json_field id)"
 before="$(rss_kib)"
 for i in $(seq 1 "$n"); do
-    curl -s -o /dev/null -X POST "$base/api/v1/mounts" -H "Authorization: Bearer $token" \
+    api -o /dev/null -X POST "$base/api/v1/mounts" \
         -d "{\"backend_id\": \"$backend\", \"mount_path\": \"m$i\"}"
 done
 sleep 2
@@ -44,7 +34,7 @@ echo "rss: ${before} KiB before, ${after} KiB with $n idle mounts: $(( (after - 
 
 stop
 t0=$(date +%s%N)
-start
+start_berth "$bin" "$dir"
 while (( $(active) < n )); do sleep 0.05; done
 echo "restore: $n mounts active $(( ($(date +%s%N) - t0) / 1000000 )) ms after the restart began"
 stop
