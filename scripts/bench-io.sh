@@ -5,7 +5,9 @@
 # 10,000-file directory cold and warm, and 1,000 creates; then the same
 # through berth's rclone engine (the backend created with "engine": "rclone",
 # so berth runs `rclone mount`: what the native engine buys); then all of it
-# for an S3 backend served by s3s-fs, when it is installed. Figures, not a test.
+# for an S3 backend served by s3rver, when it is installed, after what the
+# server itself gives to curl. Each write and cold read also prints the CPU
+# time the client (berth, or rclone) spent per GiB. Figures, not a test.
 #   scripts/bench-io.sh [SIZE_MIB] [BERTH_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,45 +44,58 @@ secs() {
     "$@" >/dev/null 2>&1 || { echo failed; return 0; }
     echo "scale=3; ($(date +%s%N) - $t0) / 1000000000" | bc
 }
-# What the read figures read: the file just written, except on S3 (below),
-# and the file a local test server keeps it in, read into the page cache
-# before the cold read so that the server's own disk reads are not measured.
-read_file=big.bin
-server_file=""
 # Where the store keeps what the mounts write (a write-cache mode uploads
 # after close): the cold read waits for the written file to be at rest there,
-# so that it does not measure the upload running beside it.
-store_dir="$dir/local/store"
+# so that it does not measure the upload running beside it. A test server
+# (S3) names its file with a suffix, and reads it into the page cache before
+# the cold read, so that the server's own disk reads are not measured.
+stored_file="$dir/local/store/big.bin"
+warm_store=""
 mibps() { [[ $1 == failed ]] && echo failed || echo "scale=0; $size_mib / $1" | bc; }
+# CPU ticks used so far by a process and its children (berth's rclone
+# engine runs `rclone mount` as a child).
+ticks() {
+    local p total=0
+    for p in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+# CPU seconds per GiB from ticks $1 to $2.
+cpu_per_gib() { echo "scale=2; ($2 - $1) * 1024 / $size_mib / $(getconf CLK_TCK)" | bc; }
 
-run_suite() { # label mountpoint
-    local m="$2" w r warm
+run_suite() { # label mountpoint client-pid
+    local m="$2" w r warm t0 t1 t2 t3
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    t0=$(ticks "$3")
     # Timed until the bytes are on disk: rclone answers `fsync` in `writes`
     # mode without syncing its cache file (1 GiB still dirty after `dd
     # conv=fsync` returns), so the `sync` after dd is what makes the figures
     # compare; for berth, which syncs, it finds nothing left.
     w=$(secs bash -c "dd if=/dev/zero of='$m/big.bin' bs=1M count=$size_mib conv=fsync && sync")
     for _ in $(seq 1 600); do
-        [[ $(stat -c %s "$store_dir/big.bin" 2>/dev/null) == $((size_mib * 1048576)) ]] && break
+        [[ $(stat -c %s "$stored_file" 2>/dev/null) == $((size_mib * 1048576)) ]] && break
         sleep 0.2
     done
+    # The write's CPU includes the upload after close (write-cache modes).
+    t1=$(ticks "$3")
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    [[ -n "$server_file" ]] && cat "$server_file" >/dev/null
-    r=$(secs dd if="$m/$read_file" of=/dev/null bs=1M)
+    [[ -n "$warm_store" ]] && cat "$stored_file" >/dev/null
+    t2=$(ticks "$3")
+    r=$(secs dd if="$m/big.bin" of=/dev/null bs=1M)
+    t3=$(ticks "$3")
     # Warm: the same file again, every cache left as the first read left it.
-    warm=$(secs dd if="$m/$read_file" of=/dev/null bs=1M)
+    warm=$(secs dd if="$m/big.bin" of=/dev/null bs=1M)
     rm -f "$m/big.bin"
-    printf '%-26s write %6s MiB/s  read cold %6s MiB/s  warm %6s MiB/s' \
-        "$1" "$(mibps "$w")" "$(mibps "$r")" "$(mibps "$warm")"
+    printf '%-26s write %6s MiB/s  read cold %6s MiB/s  warm %6s MiB/s  cpu s/GiB write %5s read %5s' \
+        "$1" "$(mibps "$w")" "$(mibps "$r")" "$(mibps "$warm")" "$(cpu_per_gib "$t0" "$t1")" "$(cpu_per_gib "$t2" "$t3")"
 }
 
 listing() { # label mountpoint(fresh)
     local cold warm creates
     cold=$(secs ls -l "$2/many")
     warm=$(secs ls -l "$2/many")
-    # A fresh directory each time: s3s-fs cannot delete a prefix that is a
-    # directory on its disk (500), so an earlier one may linger, empty.
+    # A fresh directory each time, so that no run meets another's leftovers.
     local created="$2/creates-$RANDOM$RANDOM"
     creates=$(secs bash -c "mkdir '$created' && for i in \$(seq 1 1000); do : > '$created/f\$i'; done")
     rm -rf "$created" 2>/dev/null || true
@@ -91,7 +106,7 @@ bench_berth() { # label [remote_path]: every cache mode through the service
     local mode m
     for mode in off writes full; do
         m="$(mount_berth "$mode" "bench-$mode" "${2:-}")"
-        run_suite "$1 berth cache=$mode" "$m"
+        run_suite "$1 berth cache=$mode" "$m" "$pid"
         unmount_berth
         m="$(mount_berth "$mode" "bench-$mode" "${2:-}")"
         listing "berth" "$m"
@@ -107,7 +122,7 @@ bench_rclone() { # label remote: rclone mount of the same data, same run
             rclone mount "$2" "$dir/rclone" --vfs-cache-mode "$mode" --cache-dir "$dir/rclone-cache" >/dev/null 2>&1 &
             rpid=$!
             for _ in $(seq 1 100); do mountpoint -q "$dir/rclone" && break; sleep 0.1; done
-            if [[ $part == run_suite ]]; then run_suite "$1 rclone cache=$mode" "$dir/rclone"; else listing "rclone" "$dir/rclone"; fi
+            if [[ $part == run_suite ]]; then run_suite "$1 rclone cache=$mode" "$dir/rclone" "$rpid"; else listing "rclone" "$dir/rclone"; fi
             fusermount3 -u "$dir/rclone"; wait "$rpid" 2>/dev/null || true
             rpid=""
         done
@@ -128,39 +143,48 @@ if command -v rclone >/dev/null 2>&1; then
     bench_berth "local engine=rclone"
 fi
 
-# S3: s3s-fs (`cargo install s3s-fs --version 0.14.1 --locked --features
-# binary`) serves a directory as buckets, checks keys and is fast enough not
-# to be the bottleneck (moto copies whole objects for ranged reads).
-if command -v s3s-fs >/dev/null 2>&1; then
+# S3: s3rver (`npm install -g s3rver@3.7.1`, seconds) keeps each bucket as a
+# directory, checks SigV4 signatures (its fixed key is S3RVER) and serves
+# ranges from the file, without copying the object (moto does).
+if command -v s3rver >/dev/null 2>&1; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # 10,000 empty objects as s3rver stores them: the data and its MD5.
     mkdir -p "$dir/s3/bench/many"
-    (cd "$dir/s3/bench/many" && seq 1 10000 | xargs touch)
-    s3s-fs --host 127.0.0.1 --port "$port" --access-key benchkey --secret-key benchsecret "$dir/s3" >/dev/null 2>&1 &
+    (cd "$dir/s3/bench/many" && for i in $(seq 1 10000); do
+        : >"$i._S3rver_object"
+        printf d41d8cd98f00b204e9800998ecf8427e >"$i._S3rver_object.md5"
+    done)
+    s3rver --silent -d "$dir/s3" -a 127.0.0.1 -p "$port" --configure-bucket bench >/dev/null 2>&1 &
     s3pid=$!
-    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-    backend="$(api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"http://127.0.0.1:$port\", \"access_key_id\": \"benchkey\", \"secret_access_key\": \"benchsecret\", \"region\": \"us-east-1\"}" | json_field id)"
-    # s3s-fs hashes a multipart object whole on every GET (it stores no ETag
-    # for it), which real S3 does not: reads would measure that. So the read
-    # figures read an object stored with one PUT (rclone's upload cutoff
-    # raised), the same object for both, and s3s-fs serves it from the page
-    # cache (parallel ranged reads of a cold file on this disk measure the
-    # disk's seeks, not the client).
-    if command -v rclone >/dev/null 2>&1; then
-        dd if=/dev/urandom of="$dir/read.bin" bs=1M count="$size_mib" 2>/dev/null
-        RCLONE_CONFIG=/dev/null rclone copyto "$dir/read.bin" ":s3,provider=Other,endpoint='http://127.0.0.1:$port',access_key_id=benchkey,secret_access_key=benchsecret,region=us-east-1:bench/read.bin" --s3-upload-cutoff 5Gi
-        rm -f "$dir/read.bin"
-        read_file=read.bin
-        server_file="$dir/s3/bench/read.bin"
-    fi
-    store_dir="$dir/s3/bench"
+    s3="http://127.0.0.1:$port"
+    for _ in $(seq 1 100); do curl -s -o /dev/null "$s3/" && break; sleep 0.1; done
+    # What the server gives on this machine with next to no client work: curl
+    # reading an object in one stream, and in eight parallel ranged GETs.
+    ceiling="$dir/s3/bench/ceiling.bin._S3rver_object"
+    dd if=/dev/urandom of="$ceiling" bs=1M count="$size_mib" status=none
+    md5sum "$ceiling" | cut -d' ' -f1 | tr -d '\n' >"$ceiling.md5"
+    cat "$ceiling" >/dev/null
+    one=$(secs curl -sf -o /dev/null "$s3/bench/ceiling.bin")
+    part=$((size_mib * 1048576 / 8))
+    eight=$(secs bash -c "for i in \$(seq 0 7); do curl -sf -o /dev/null -r \$((i * $part))-\$((i * $part + $part - 1)) '$s3/bench/ceiling.bin' & done; wait")
+    rm -f "$ceiling" "$ceiling.md5"
+    printf '%-26s read %6s MiB/s in one stream, %6s MiB/s in eight\n' "s3 server to curl" "$(mibps "$one")" "$(mibps "$eight")"
+    s3_backend() { # [engine]
+        api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"$s3\", \"access_key_id\": \"S3RVER\", \"secret_access_key\": \"S3RVER\", \"region\": \"us-east-1\"${1:+, \"engine\": \"$1\"}}" | json_field id
+    }
+    stored_file="$dir/s3/bench/big.bin._S3rver_object"
+    warm_store=1
+    backend="$(s3_backend)"
     bench_berth "s3" "bench"
     export RCLONE_CONFIG_BENCHS3_TYPE=s3 RCLONE_CONFIG_BENCHS3_PROVIDER=Other \
-        RCLONE_CONFIG_BENCHS3_ENDPOINT="http://127.0.0.1:$port" RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=benchkey \
-        RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=benchsecret RCLONE_CONFIG_BENCHS3_REGION=us-east-1
+        RCLONE_CONFIG_BENCHS3_ENDPOINT="$s3" RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=S3RVER \
+        RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=S3RVER RCLONE_CONFIG_BENCHS3_REGION=us-east-1
     bench_rclone "s3" "benchs3:bench"
-    backend="$(api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"http://127.0.0.1:$port\", \"access_key_id\": \"benchkey\", \"secret_access_key\": \"benchsecret\", \"region\": \"us-east-1\", \"engine\": \"rclone\"}" | json_field id)"
-    bench_berth "s3 engine=rclone" "bench"
+    if command -v rclone >/dev/null 2>&1; then
+        backend="$(s3_backend rclone)"
+        bench_berth "s3 engine=rclone" "bench"
+    fi
     kill "$s3pid" 2>/dev/null || true
 else
-    echo "(no s3s-fs on PATH: S3 figures skipped)"
+    echo "(no s3rver on PATH: S3 figures skipped)"
 fi
