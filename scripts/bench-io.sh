@@ -97,7 +97,7 @@ listing() { # label mountpoint(fresh)
     warm=$(secs ls -l "$2/many")
     # A fresh directory each time, so that no run meets another's leftovers.
     local created="$2/creates-$RANDOM$RANDOM"
-    creates=$(secs bash -c "mkdir '$created' && for i in \$(seq 1 1000); do : > '$created/f\$i'; done")
+    creates=$(secs bash -c "mkdir '$created' && for i in \$(seq 1 1000); do : > '$created'/f\$i; done")
     rm -rf "$created" 2>/dev/null || true
     printf '   ls -l 10k cold %ss warm %ss   1,000 creates %ss\n' "$cold" "$warm" "$creates"
 }

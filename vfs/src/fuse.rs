@@ -79,8 +79,7 @@ impl MountHandle {
     /// Unmounts and waits for the session threads to end.
     pub fn unmount(self) -> Result<(), VfsError> {
         let shown = self.mountpoint.display().to_string();
-        self.session
-            .umount_and_join()
+        session_ended(self.session.umount_and_join())
             .map_err(|e| io_error(&format!("unmount {shown}"), e))
     }
 
@@ -108,6 +107,16 @@ fn set_read_ahead(mountpoint: &Path, kb: u32) {
     let file = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
     if let Err(e) = std::fs::write(&file, kb.to_string()) {
         tracing::debug!(%file, error = %e, "vfs: could not set the mount's read-ahead");
+    }
+}
+
+/// How a session's end after an unmount reads. A session thread that was
+/// handed a request just as the kernel shut the connection down gets
+/// `ECONNABORTED` instead of `ENODEV`: the unmount itself went through.
+fn session_ended(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+        other => other,
     }
 }
 
@@ -175,8 +184,14 @@ struct FuseFs {
     attrs: FuseAttrs,
 }
 
+/// The errno a failed request answers with; an I/O error (a store or the
+/// disk cache failing) is logged, since the caller sees only `EIO`.
 fn errno_of(e: &VfsError) -> Errno {
-    Errno::from_i32(e.errno())
+    let errno = e.errno();
+    if errno == libc::EIO {
+        tracing::warn!(error = %e, "vfs: request failed with EIO");
+    }
+    Errno::from_i32(errno)
 }
 
 fn name_str(name: &OsStr) -> Result<String, Errno> {
@@ -632,5 +647,19 @@ impl Filesystem for FuseFs {
                 Err(e) => reply.error(errno_of(&e)),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_aborted_by_the_unmount_is_a_clean_end() {
+        let aborted = io::Error::from_raw_os_error(libc::ECONNABORTED);
+        assert!(session_ended(Err(aborted)).is_ok());
+        assert!(session_ended(Ok(())).is_ok());
+        let busy = session_ended(Err(io::Error::from_raw_os_error(libc::EBUSY)));
+        assert_eq!(busy.unwrap_err().raw_os_error(), Some(libc::EBUSY));
     }
 }
