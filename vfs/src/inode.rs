@@ -79,7 +79,8 @@ pub(crate) struct Meta {
     pub path: String,
     pub size: u64,
     pub mtime: Option<SystemTime>,
-    /// When size/mtime were last read from the store.
+    /// When the read of size/mtime from the store began (or the store
+    /// confirmed an upload).
     pub fetched: Option<Instant>,
     /// Size and mtime are maintained locally (a writer is open or a cache
     /// item is attached) and are never refreshed from the store.
@@ -142,6 +143,18 @@ impl Node {
 }
 
 impl Meta {
+    /// Takes the size and mtime the store reported in a read that began at
+    /// `at`, unless they are kept locally or something newer is known: a
+    /// listing that began before an upload finished must not undo it.
+    pub(crate) fn take_stored(&mut self, size: u64, mtime: Option<SystemTime>, at: Instant) {
+        if self.local_attrs || self.fetched.is_some_and(|f| f > at) {
+            return;
+        }
+        self.size = size;
+        self.mtime = mtime;
+        self.fetched = Some(at);
+    }
+
     /// Whether the attributes can be answered without the store.
     pub(crate) fn attrs_fresh(&self, ttl: Duration) -> bool {
         self.local_attrs || self.fetched.is_some_and(|t| t.elapsed() < ttl)
@@ -245,12 +258,7 @@ impl Table {
         if let Some(node) = self.by_path(path) {
             if node.kind == kind {
                 if let Some((size, mtime)) = meta {
-                    let mut m = node.meta();
-                    if !m.local_attrs {
-                        m.size = size;
-                        m.mtime = mtime;
-                        m.fetched = Some(at);
-                    }
+                    node.meta().take_stored(size, mtime, at);
                 }
                 return node;
             }
@@ -500,6 +508,36 @@ mod tests {
         let d = t.upsert("c/b", FileKind::Dir, None, now);
         assert_ne!(d.ino, b.ino);
         assert!(b.meta().unlinked);
+    }
+
+    #[test]
+    fn a_listing_older_than_what_is_known_does_not_undo_it() {
+        let mut t = Table::new();
+        let listed = Instant::now();
+        let f = t.upsert("f", FileKind::File, Some((0, None)), listed);
+        // An upload finished after the listing began: the store confirmed 3.
+        let uploaded = listed + Duration::from_millis(5);
+        f.meta().take_stored(3, None, uploaded);
+        // The listing's own answer (the file before its upload) comes late.
+        t.upsert("f", FileKind::File, Some((0, None)), listed);
+        assert_eq!(f.meta().size, 3);
+        // A listing begun after the upload is taken.
+        t.upsert(
+            "f",
+            FileKind::File,
+            Some((7, None)),
+            uploaded + Duration::from_millis(1),
+        );
+        assert_eq!(f.meta().size, 7);
+        // Attributes kept locally are never replaced from the store.
+        f.meta().local_attrs = true;
+        t.upsert(
+            "f",
+            FileKind::File,
+            Some((9, None)),
+            Instant::now() + Duration::from_secs(1),
+        );
+        assert_eq!(f.meta().size, 7);
     }
 
     #[test]

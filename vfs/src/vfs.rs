@@ -484,12 +484,7 @@ impl Vfs {
                 format!("{path}: replaced by a different kind of file"),
             ));
         }
-        let mut m = node.meta();
-        if !m.local_attrs {
-            m.size = entry.size;
-            m.mtime = entry.modified;
-            m.fetched = Some(at);
-        }
+        node.meta().take_stored(entry.size, entry.modified, at);
         Ok(())
     }
 
@@ -623,11 +618,7 @@ impl Vfs {
         let mut t = self.table_w();
         let path = {
             let mut m = node.meta();
-            if !m.local_attrs {
-                m.size = entry.size;
-                m.mtime = entry.modified;
-                m.fetched = Some(Instant::now());
-            }
+            m.take_stored(entry.size, entry.modified, Instant::now());
             if m.unlinked {
                 return;
             }
