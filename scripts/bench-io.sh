@@ -34,10 +34,20 @@ start_berth "$bin" "$dir"
 token="$("$bin" token --org bench)"
 backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\"}" | json_field id)"
 mount_berth() { # mode name [remote_path] -> prints the mount path
-    api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"mount_path\": \"$2\", \"remote_path\": \"${3:-}\", \"vfs_config\": {\"cache_mode\": \"$1\"}}" \
-        | json_field mount_path
+    local answer
+    answer="$(api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"mount_path\": \"$2\", \"remote_path\": \"${3:-}\", \"vfs_config\": {\"cache_mode\": \"$1\"}}")"
+    [[ $answer == *'"mount_path"'* ]] || { echo "bench-io: mount failed: $answer" >&2; exit 1; }
+    json_field mount_path <<<"$answer"
 }
-unmount_berth() { api -X DELETE "$base/api/v1/mounts/$(api "$base/api/v1/mounts" | json_field id)" >/dev/null; }
+# Removes every mount, and stops the bench if one stays (a later mount at
+# the same path would be refused, and the figures would be of nothing).
+unmount_berth() {
+    local id answer
+    for id in $(api "$base/api/v1/mounts" | grep -o '"id":"mount_[0-9a-f]*"' | cut -d'"' -f4); do
+        answer="$(api -X DELETE "$base/api/v1/mounts/$id")"
+        [[ $answer == *'"success":true'* ]] || { echo "bench-io: unmount failed: $answer" >&2; exit 1; }
+    done
+}
 # Seconds a command took, or "failed" (a failed step is never timed).
 secs() {
     local t0=$(date +%s%N)
