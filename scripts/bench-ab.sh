@@ -23,7 +23,7 @@ one() { # binary -> prints MiB/s (run in a subshell: $(one ...))
     start_berth "$bin" "$dir"
     token="$("$bin" token --org bench)"
     backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\"}" | json_field id)"
-    m="$(api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"vfs_config\": {\"cache_mode\": \"$mode\"}}" | json_field mount_path)"
+    m="$(mount_berth "$mode" ab)"
     sync
     t0=$(date +%s%N)
     dd if=/dev/zero of="$m/ab.bin" bs=1M count="$size_mib" conv=fsync 2>/dev/null

@@ -33,12 +33,6 @@ trap cleanup EXIT
 start_berth "$bin" "$dir"
 token="$("$bin" token --org bench)"
 backend="$(api -X POST "$base/api/v1/backends/local" -d "{\"root\": \"$dir/local/store\"}" | json_field id)"
-mount_berth() { # mode name [remote_path] -> prints the mount path
-    local answer
-    answer="$(api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"mount_path\": \"$2\", \"remote_path\": \"${3:-}\", \"vfs_config\": {\"cache_mode\": \"$1\"}}")"
-    [[ $answer == *'"mount_path"'* ]] || { echo "bench-io: mount failed: $answer" >&2; exit 1; }
-    json_field mount_path <<<"$answer"
-}
 # Removes every mount, and stops the bench if one stays (a later mount at
 # the same path would be refused, and the figures would be of nothing).
 unmount_berth() {

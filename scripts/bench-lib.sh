@@ -17,5 +17,15 @@ start_berth() {
 # curl against the API with the bench's `token`.
 api() { curl -s -H "Authorization: Bearer $token" "$@"; }
 
+# Mounts the bench's `backend` in cache mode $1 at $2 (under the mount
+# root), of its sub-path $3 if given; prints the mount path, or stops the
+# bench when the mount is refused.
+mount_berth() {
+    local answer
+    answer="$(api -X POST "$base/api/v1/mounts" -d "{\"backend_id\": \"$backend\", \"mount_path\": \"$2\", \"remote_path\": \"${3:-}\", \"vfs_config\": {\"cache_mode\": \"$1\"}}")"
+    [[ $answer == *'"mount_path"'* ]] || { echo "$(basename "$0"): mount failed: $answer" >&2; exit 1; }
+    json_field mount_path <<<"$answer"
+}
+
 # The string field $1 of the JSON answer on stdin (its last occurrence).
 json_field() { sed "s/.*\"$1\":\"\([^\"]*\)\".*/\1/"; }

@@ -92,6 +92,14 @@ enum Appender {
     Failed(String),
 }
 
+impl Appender {
+    /// Records that a write of gathered bytes failed, and the error to give.
+    fn fail(&mut self, e: std::io::Error) -> VfsError {
+        *self = Appender::Failed(e.to_string());
+        VfsError::cache("write cached file", e)
+    }
+}
+
 /// One cached file.
 #[derive(Debug)]
 pub(crate) struct CacheItem {
@@ -325,10 +333,7 @@ impl CacheItem {
         let Appender::Active(out) = std::mem::take(&mut *appender) else {
             return Ok(());
         };
-        out.settle().map(drop).map_err(|e| {
-            *appender = Appender::Failed(e.to_string());
-            VfsError::cache("write cached file", e)
-        })
+        out.settle().map(drop).map_err(|e| appender.fail(e))
     }
 
     /// Writes `data` at `offset` of the data file, whose content is `size`
@@ -358,10 +363,8 @@ impl CacheItem {
         let Appender::Active(out) = &mut *appender else {
             unreachable!("the appender was started above");
         };
-        out.write(data).map_err(|e| {
-            *appender = Appender::Failed(e.to_string());
-            VfsError::cache("write cached file", e)
-        })
+        let written = out.write(data);
+        written.map_err(|e| appender.fail(e))
     }
 
     /// The data file as it is, created when first needed.
