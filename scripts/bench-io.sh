@@ -5,8 +5,8 @@
 # 10,000-file directory cold and warm, and 1,000 creates; then the same
 # through berth's rclone engine (the backend created with "engine": "rclone",
 # so berth runs `rclone mount`: what the native engine buys); then all of it
-# for an S3 backend served by s3rver, when it is installed, after what the
-# server itself gives to curl. Each write and cold read also prints the CPU
+# for an S3 backend served by `rclone serve s3`, after what the server itself
+# gives to curl. Each write and cold read also prints the CPU
 # time the client (berth, or rclone) spent per GiB. Figures, not a test.
 #   scripts/bench-io.sh [SIZE_MIB] [BERTH_BINARY]
 set -euo pipefail
@@ -50,11 +50,12 @@ secs() {
 }
 # Where the store keeps what the mounts write (a write-cache mode uploads
 # after close): the cold read waits for the written file to be at rest there,
-# so that it does not measure the upload running beside it. A test server
-# (S3) names its file with a suffix, and reads it into the page cache before
-# the cold read, so that the server's own disk reads are not measured.
+# so that it does not measure the upload running beside it. Before the cold
+# read, warm_store readies a test server (S3) the way a real store is ready:
+# its file in the page cache, so that the server's own disk reads are not
+# measured.
 stored_file="$dir/local/store/big.bin"
-warm_store=""
+warm_store() { :; }
 mibps() { [[ $1 == failed ]] && echo failed || echo "scale=0; $size_mib / $1" | bc; }
 # CPU ticks used so far by a process and its children (berth's rclone
 # engine runs `rclone mount` as a child).
@@ -84,7 +85,7 @@ run_suite() { # label mountpoint client-pid
     # The write's CPU includes the upload after close (write-cache modes).
     t1=$(ticks "$3")
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    [[ -n "$warm_store" ]] && cat "$stored_file" >/dev/null
+    warm_store
     t2=$(ticks "$3")
     r=$(secs dd if="$m/big.bin" of=/dev/null bs=1M)
     t3=$(ticks "$3")
@@ -147,48 +148,51 @@ if command -v rclone >/dev/null 2>&1; then
     bench_berth "local engine=rclone"
 fi
 
-# S3: s3rver (`npm install -g s3rver@3.7.1`, seconds) keeps each bucket as a
-# directory, checks SigV4 signatures (its fixed key is S3RVER) and serves
-# ranges from the file, without copying the object (moto does).
-if command -v s3rver >/dev/null 2>&1; then
+# S3: `rclone serve s3` (gofakes3 over a directory, each top directory a
+# bucket; it checks SigV4 signatures). On this machine the server shares the
+# two cores with the client, so its CPU per GiB bounds every S3 figure: it
+# serves ranged GETs for about 0.6 CPU-seconds per GiB, where s3rver needed
+# 1.4-2.4 and s3s-fs 4.8 (docs/BENCHMARKS.md).
+if command -v rclone >/dev/null 2>&1; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    # 10,000 empty objects as s3rver stores them: the data and its MD5.
     mkdir -p "$dir/s3/bench/many"
-    (cd "$dir/s3/bench/many" && for i in $(seq 1 10000); do
-        : >"$i._S3rver_object"
-        printf d41d8cd98f00b204e9800998ecf8427e >"$i._S3rver_object.md5"
-    done)
-    s3rver --silent -d "$dir/s3" -a 127.0.0.1 -p "$port" --configure-bucket bench >/dev/null 2>&1 &
+    (cd "$dir/s3/bench/many" && seq 1 10000 | xargs touch)
+    rclone serve s3 "$dir/s3" --addr "127.0.0.1:$port" --auth-key bench-key,bench-secret >/dev/null 2>&1 &
     s3pid=$!
     s3="http://127.0.0.1:$port"
+    sig=(--aws-sigv4 aws:amz:us-east-1:s3 --user bench-key:bench-secret)
     for _ in $(seq 1 100); do curl -s -o /dev/null "$s3/" && break; sleep 0.1; done
     # What the server gives on this machine with next to no client work: curl
-    # reading an object in one stream, and in eight parallel ranged GETs.
-    ceiling="$dir/s3/bench/ceiling.bin._S3rver_object"
-    dd if=/dev/urandom of="$ceiling" bs=1M count="$size_mib" status=none
-    md5sum "$ceiling" | cut -d' ' -f1 | tr -d '\n' >"$ceiling.md5"
-    cat "$ceiling" >/dev/null
-    one=$(secs curl -sf -o /dev/null "$s3/bench/ceiling.bin")
+    # reading an object in eight ranged GETs one after the other, then all
+    # eight at once (a GET of a whole object also hashes it, so ranges).
+    stored_file="$dir/s3/bench/ceiling.bin"
+    dd if=/dev/urandom of="$stored_file" bs=1M count="$size_mib" status=none
+    # The server hashes an object (its ETag) when it first serves it, and
+    # keeps the hash: the cold read finds it done, as with a real store.
+    warm_store() {
+        cat "$stored_file" >/dev/null
+        curl -sf -I "${sig[@]}" "$s3/bench/${stored_file##*/}" >/dev/null || true
+    }
+    warm_store
     part=$((size_mib * 1048576 / 8))
-    eight=$(secs bash -c "for i in \$(seq 0 7); do curl -sf -o /dev/null -r \$((i * $part))-\$((i * $part + $part - 1)) '$s3/bench/ceiling.bin' & done; wait")
-    rm -f "$ceiling" "$ceiling.md5"
+    ranges=(); for i in $(seq 0 7); do ranges+=("$((i * part))-$((i * part + part - 1))"); done
+    one=$(secs bash -c "for r in ${ranges[*]}; do curl -sf ${sig[*]} -o /dev/null -r \$r '$s3/bench/ceiling.bin' || exit 1; done")
+    eight=$(secs bash -c "for r in ${ranges[*]}; do curl -sf ${sig[*]} -o /dev/null -r \$r '$s3/bench/ceiling.bin' & done; wait")
+    rm -f "$stored_file"
     printf '%-26s read %6s MiB/s in one stream, %6s MiB/s in eight\n' "s3 server to curl" "$(mibps "$one")" "$(mibps "$eight")"
     s3_backend() { # [engine]
-        api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"$s3\", \"access_key_id\": \"S3RVER\", \"secret_access_key\": \"S3RVER\", \"region\": \"us-east-1\"${1:+, \"engine\": \"$1\"}}" | json_field id
+        api -X POST "$base/api/v1/backends/s3" -d "{\"provider\": \"Other\", \"endpoint\": \"$s3\", \"access_key_id\": \"bench-key\", \"secret_access_key\": \"bench-secret\", \"region\": \"us-east-1\"${1:+, \"engine\": \"$1\"}}" | json_field id
     }
-    stored_file="$dir/s3/bench/big.bin._S3rver_object"
-    warm_store=1
+    stored_file="$dir/s3/bench/big.bin"
     backend="$(s3_backend)"
     bench_berth "s3" "bench"
     export RCLONE_CONFIG_BENCHS3_TYPE=s3 RCLONE_CONFIG_BENCHS3_PROVIDER=Other \
-        RCLONE_CONFIG_BENCHS3_ENDPOINT="$s3" RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=S3RVER \
-        RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=S3RVER RCLONE_CONFIG_BENCHS3_REGION=us-east-1
+        RCLONE_CONFIG_BENCHS3_ENDPOINT="$s3" RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=bench-key \
+        RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=bench-secret RCLONE_CONFIG_BENCHS3_REGION=us-east-1
     bench_rclone "s3" "benchs3:bench"
-    if command -v rclone >/dev/null 2>&1; then
-        backend="$(s3_backend rclone)"
-        bench_berth "s3 engine=rclone" "bench"
-    fi
+    backend="$(s3_backend rclone)"
+    bench_berth "s3 engine=rclone" "bench"
     kill "$s3pid" 2>/dev/null || true
 else
-    echo "(no s3rver on PATH: S3 figures skipped)"
+    echo "(no rclone on PATH: S3 figures skipped)"
 fi

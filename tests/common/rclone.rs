@@ -1,5 +1,5 @@
-//! rclone in tests: whether it can run, and `rclone serve webdav` as a real
-//! WebDAV server on 127.0.0.1.
+//! rclone in tests: whether it can run, and `rclone serve webdav` and
+//! `rclone serve s3` as real WebDAV and S3 servers on 127.0.0.1.
 
 use berth_storage::testkit::{available, free_port};
 use std::net::TcpStream;
@@ -38,7 +38,7 @@ impl WebDav {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         WebDav {
-            child: serve(dir.path(), port, user, pass),
+            child: serve_webdav(dir.path(), port, user, pass),
             url: format!("http://127.0.0.1:{port}"),
             dir,
         }
@@ -50,17 +50,62 @@ impl WebDav {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
-        self.child = serve(self.dir.path(), port, user, pass);
+        self.child = serve_webdav(self.dir.path(), port, user, pass);
     }
 }
 
-/// `rclone serve webdav` of `dir` on `port`, once it accepts connections.
-fn serve(dir: &Path, port: u16, user: &str, pass: &str) -> Child {
+impl Drop for WebDav {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rclone serve s3` of a temp dir (each top directory a bucket) with one
+/// access key; killed on drop. Its server (gofakes3) checks SigV4.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The directory it serves.
+    pub dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Starts serving a fresh directory with `access_key_id` and `secret`.
+    pub fn start(access_key_id: &str, secret: &str) -> S3Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let key = format!("{access_key_id},{secret}");
+        let child = serve("s3", dir.path(), port, &["--auth-key", &key]);
+        S3Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_webdav(dir: &Path, port: u16, user: &str, pass: &str) -> Child {
+    serve("webdav", dir, port, &["--user", user, "--pass", pass])
+}
+
+/// `rclone serve <protocol> dir --addr 127.0.0.1:port <auth>`, once it
+/// accepts connections.
+fn serve(protocol: &str, dir: &Path, port: u16, auth: &[&str]) -> Child {
     let child = Command::new("rclone")
-        .args(["serve", "webdav"])
+        .arg("serve")
+        .arg(protocol)
         .arg(dir)
         .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--user", user, "--pass", pass])
+        .args(auth)
         .env("RCLONE_CONFIG", "/dev/null")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -73,13 +118,6 @@ fn serve(dir: &Path, port: u16, user: &str, pass: &str) -> Child {
         std::thread::sleep(Duration::from_millis(50));
     }
     child
-}
-
-impl Drop for WebDav {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// An OAuth token endpoint on 127.0.0.1 that rotates refresh tokens the way

@@ -436,6 +436,41 @@ fn s3_buckets_mount_in_every_cache_mode() {
     }
 }
 
+/// `rclone serve s3` (gofakes3) answers CreateMultipartUpload with a root
+/// element of another name than S3's; berth still writes multipart objects
+/// to it, streamed (`off`) and from the write cache (`writes`).
+#[test]
+fn multipart_writes_reach_rclone_serve_s3() {
+    if !fuse_available() || !common::rclone::rclone_present("rclone serve s3") {
+        return;
+    }
+    let s3 = common::rclone::S3Server::start("berth-key", "berth-secret");
+    fs::create_dir(s3.dir.path().join("bucket")).unwrap();
+    let server = Server::start();
+    let api = Api::new(&server, "acme");
+    let backend = api.connect(
+        "s3",
+        &json!({"provider": "Other", "endpoint": s3.url, "region": "us-east-1",
+            "access_key_id": "berth-key", "secret_access_key": "berth-secret",
+            "upload_cutoff": "5M", "chunk_size": "5M"}),
+    );
+    let data: Vec<u8> = (0..13 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    for mode in ["off", "writes"] {
+        let (id, path) = create_mount(
+            &api,
+            json!({"backend_id": backend, "remote_path": "bucket", "vfs_config": {"cache_mode": mode}}),
+        );
+        let name = format!("{mode}.bin");
+        fs::write(path.join(&name), &data).unwrap();
+        assert_eq!(
+            api.delete(&format!("/api/v1/mounts/{id}")).0,
+            StatusCode::OK
+        );
+        let stored = fs::read(s3.dir.path().join("bucket").join(&name)).unwrap();
+        assert!(stored == data, "{mode}: the stored object differs");
+    }
+}
+
 #[test]
 fn an_aborted_fuse_connection_is_healed() {
     if !fuse_available() {

@@ -154,7 +154,16 @@ where
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let inner = service.err();
-            service_error(inner.code(), status, inner.message(), path)
+            // A success the SDK refused (an answer it cannot read): its
+            // reason is the only detail there is.
+            let refused = (inner.code().is_none() && service.raw().status().is_success())
+                .then(|| root_cause(&err));
+            service_error(
+                inner.code(),
+                status,
+                inner.message().or(refused.as_deref()),
+                path,
+            )
         }
         _ => StorageError::new(
             ErrorKind::Other,

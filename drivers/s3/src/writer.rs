@@ -16,6 +16,11 @@ use crate::backend::{new_object, sse_c, sse_c_source, S3Storage};
 use crate::client::{map_sdk_error, write_retry};
 use crate::config::S3Options;
 use crate::keys::{encode_copy_source, Loc};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::create_multipart_upload::{
+    CreateMultipartUploadError, CreateMultipartUploadOutput,
+};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -43,6 +48,21 @@ pub(crate) fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
     let digest = all.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}-{}", part_md5s.len())
+}
+
+/// The `UploadId` in the XML of a CreateMultipartUpload answer, whatever
+/// its root element is called.
+fn upload_id_in(xml: &[u8]) -> Option<String> {
+    let xml = std::str::from_utf8(xml).ok()?;
+    let (_, rest) = xml.split_once("<UploadId>")?;
+    let (id, _) = rest.split_once("</UploadId>")?;
+    let id = id
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&");
+    Some(id.trim().to_string())
 }
 
 /// Everything a part-upload task needs, owned.
@@ -182,9 +202,8 @@ impl S3Storage {
             .customize()
             .config_override(write_retry())
             .send()
-            .await
-            .map_err(self.fail(&path))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
+            .await;
+        let upload_id = self.upload_id_of(created, &path)?;
         let target = PartTarget {
             client: self.client.clone(),
             opts: self.opts.clone(),
@@ -242,6 +261,37 @@ impl S3Storage {
             }
         }
         self.written_entry(loc, written).await
+    }
+
+    /// The id of a multipart upload of `path` that CreateMultipartUpload
+    /// answered. gofakes3 (the server of `rclone serve s3`) names the
+    /// answer's root element `InitiateMultipartUpload` where S3 says
+    /// `InitiateMultipartUploadResult`; the SDK refuses that answer, so the
+    /// id is then read from the answer's body.
+    fn upload_id_of(
+        &self,
+        created: std::result::Result<
+            CreateMultipartUploadOutput,
+            SdkError<CreateMultipartUploadError, HttpResponse>,
+        >,
+        path: &str,
+    ) -> Result<String> {
+        let id = match created {
+            Ok(created) => created.upload_id().map(str::to_string),
+            Err(SdkError::ServiceError(answer)) if answer.raw().status().is_success() => {
+                match answer.raw().body().bytes().and_then(upload_id_in) {
+                    Some(id) => Some(id),
+                    None => return Err(self.fail(path)(SdkError::ServiceError(answer))),
+                }
+            }
+            Err(err) => return Err(self.fail(path)(err)),
+        };
+        id.filter(|id| !id.is_empty()).ok_or_else(|| {
+            StorageError::new(
+                ErrorKind::Other,
+                format!("S3 started a multipart upload of {path} but gave no UploadId"),
+            )
+        })
     }
 
     /// Aborts a failed multipart upload (unless `leave_parts_on_error`), so
@@ -354,11 +404,8 @@ impl S3Storage {
             .create_multipart_upload()
             .bucket(&to.bucket)
             .key(&to.key);
-        let created = new_object!(request, self.opts)
-            .send()
-            .await
-            .map_err(self.fail(&path))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let created = new_object!(request, self.opts).send().await;
+        let upload_id = self.upload_id_of(created, &path)?;
         let part_size = self.opts.copy_cutoff;
         let ranges: Vec<(i32, u64, u64)> = (0..size)
             .step_by(part_size as usize)
@@ -433,6 +480,16 @@ fn joined_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_ids_are_read_whatever_the_root_is_called() {
+        let gofakes3 = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUpload>\n  <Bucket>b</Bucket>\n  <Key>k</Key>\n  <UploadId>8028-f39a</UploadId>\n</InitiateMultipartUpload>";
+        assert_eq!(upload_id_in(gofakes3).as_deref(), Some("8028-f39a"));
+        let escaped = b"<InitiateMultipartUploadResult><UploadId>a&amp;b&lt;c</UploadId></InitiateMultipartUploadResult>";
+        assert_eq!(upload_id_in(escaped).as_deref(), Some("a&b<c"));
+        assert_eq!(upload_id_in(b"<Error><Code>x</Code></Error>"), None);
+        assert_eq!(upload_id_in(b"<UploadId>unterminated"), None);
+    }
 
     #[test]
     fn multipart_etag_is_md5_of_md5s() {
