@@ -43,7 +43,11 @@
 //! (`InvalidAccessKeyId`, `SignatureDoesNotMatch`) are `Permission` with
 //! "S3 rejected the credentials (<code>)", `AccessDenied`/403 `Permission`;
 //! connection refused, DNS and timeouts are `Transient` with "cannot reach
-//! S3 endpoint <endpoint>: ..."; 5xx and throttling `Transient`. SDK retries
+//! S3 endpoint <endpoint>: ..."; 5xx and throttling `Transient`; a 2xx
+//! answer the SDK cannot read is reported with the SDK's reason. One such
+//! answer is read anyway: gofakes3 (`rclone serve s3`) names the root of its
+//! CreateMultipartUpload answer `InitiateMultipartUpload`, so the upload id
+//! is taken from the body (`writer.rs`). SDK retries
 //! are off except a bounded 3 attempts for in-memory write bodies (the retry
 //! layer above does not retry writes). `probe` lists the buckets once.
 //!
