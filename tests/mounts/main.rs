@@ -461,7 +461,8 @@ fn multipart_writes_reach_rclone_serve_s3() {
             json!({"backend_id": backend, "remote_path": "bucket", "vfs_config": {"cache_mode": mode}}),
         );
         let name = format!("{mode}.bin");
-        fs::write(path.join(&name), &data).unwrap();
+        fs::write(path.join(&name), &data)
+            .unwrap_or_else(|e| panic!("{mode}: {e}; log:\n{}", server.log()));
         assert_eq!(
             api.delete(&format!("/api/v1/mounts/{id}")).0,
             StatusCode::OK

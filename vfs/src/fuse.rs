@@ -190,6 +190,8 @@ fn errno_of(e: &VfsError) -> Errno {
     let errno = e.errno();
     if errno == libc::EIO {
         tracing::warn!(error = %e, "vfs: request failed with EIO");
+    } else {
+        tracing::debug!(errno, error = %e, "vfs: request failed");
     }
     Errno::from_i32(errno)
 }
@@ -482,7 +484,7 @@ impl Filesystem for FuseFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -500,8 +502,9 @@ impl Filesystem for FuseFs {
         }
         let vfs = self.vfs.clone();
         let data = Bytes::copy_from_slice(data);
+        let pid = req.pid();
         self.spawn(async move {
-            match vfs.write(fh.0, offset, data).await {
+            match vfs.write(fh.0, offset, data, pid).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno_of(&e)),
             }
@@ -510,14 +513,15 @@ impl Filesystem for FuseFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         let vfs = self.vfs.clone();
-        self.empty(reply, async move { vfs.flush(fh.0).await });
+        let pid = req.pid();
+        self.empty(reply, async move { vfs.flush(fh.0, pid).await });
     }
 
     fn release(

@@ -17,7 +17,7 @@ use crate::inode::{
     base_name, parent_path, Attr, ChildMeta, FileKind, Listing, Node, Table, ROOT_INO,
 };
 use crate::reader::{Reader, BUDGET_KIB, REORDER_SLACK};
-use crate::writer::Writer;
+use crate::writer::{same_process, Writer};
 use berth_storage::{join_path, once, Capability, Entry, EntryKind, ErrorKind, Storage};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -953,14 +953,22 @@ impl Vfs {
         Some(item.read_valid(offset, size as u64))
     }
 
-    /// Writes `data` at `offset` through handle `fh`; returns bytes written.
-    pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> Result<u32, VfsError> {
+    /// Writes `data` at `offset` through handle `fh` for thread `pid` (the
+    /// caller FUSE names); returns bytes written.
+    pub async fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+        pid: u32,
+    ) -> Result<u32, VfsError> {
         let h = self.handles.get(fh)?;
         let len = data.len() as u32;
         match &*h {
             Handle::Write { node, writer } => {
                 let mut w = writer.lock().await;
                 w.write(offset, data).await?;
+                w.last_writer = pid;
                 let mut m = node.meta();
                 m.size = w.written;
                 m.mtime = Some(SystemTime::now());
@@ -983,19 +991,21 @@ impl Vfs {
         }
     }
 
-    /// Called on each `close` of a handle: finishes a streamed upload (its
-    /// result is the answer), or makes cached changes durable and queues
-    /// their upload.
-    pub async fn flush(&self, fh: u64) -> Result<(), VfsError> {
+    /// Called on each `close` of a handle, by thread `pid`: finishes a
+    /// streamed upload (its result is the answer), or makes cached changes
+    /// durable and queues their upload.
+    pub async fn flush(&self, fh: u64, pid: u32) -> Result<(), VfsError> {
         let h = self.handles.get(fh)?;
         match &*h {
             Handle::Write { node, writer } => {
                 let mut w = writer.lock().await;
-                // A duplicate descriptor closed before anything was written
-                // (`dd`, `exec >file`) must not end the upload: the writes
-                // still come through the other descriptor. `release` ends it
-                // at the latest.
-                if w.written == 0 && w.done.is_none() {
+                // Closes that are not the writer's must not end the upload,
+                // since the writes go on: a duplicate descriptor closed
+                // before anything was written (`dd`, `exec >file`), or a copy
+                // closed by another process (a child forked while the file
+                // was being written closes its inherited descriptor at exec
+                // or exit). `release` ends the upload at the latest.
+                if w.done.is_none() && (w.written == 0 || !same_process(pid, w.last_writer)) {
                     return Ok(());
                 }
                 self.finish_writer(node, &mut w).await

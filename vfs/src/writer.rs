@@ -4,8 +4,8 @@
 //!
 //! Writes must arrive in order: the next write starts where the previous one
 //! ended. Small writes are gathered into [`SEND_CHUNK`] pieces before they are
-//! sent. The upload finishes when the handle is flushed (on `close`), and its
-//! result is what `close` returns.
+//! sent. The upload finishes when the writer flushes the handle (on
+//! `close`), and its result is what `close` returns.
 
 use crate::error::VfsError;
 use berth_storage::{Entry, Storage, StorageError};
@@ -34,6 +34,26 @@ pub(crate) struct Writer {
     task: Option<JoinHandle<Result<Entry, StorageError>>>,
     /// Result of the finished upload.
     pub done: Option<Result<Entry, VfsError>>,
+    /// The thread that wrote last (as FUSE names it; 0 before any write).
+    pub last_writer: u32,
+}
+
+/// Whether threads `a` and `b` (FUSE names the calling thread, not its
+/// process) belong to one process: the same id, or the same `Tgid` in
+/// /proc. A thread that is gone counts as another process.
+pub(crate) fn same_process(a: u32, b: u32) -> bool {
+    a == b || matches!((thread_group(a), thread_group(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The process (thread group) of thread `tid`.
+fn thread_group(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl Writer {
@@ -46,6 +66,7 @@ impl Writer {
             tx: None,
             task: None,
             done: None,
+            last_writer: 0,
         }
     }
 
@@ -134,5 +155,38 @@ impl Writer {
         };
         self.done = Some(result.clone());
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_of_one_process_are_told_from_other_processes() {
+        let me = std::process::id();
+        let tid = || (unsafe { libc::gettid() }) as u32;
+        let thread = std::thread::spawn(tid).join().unwrap();
+        // The thread is gone once joined: only a live one can be placed.
+        assert!(same_process(me, me));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let live = std::thread::spawn(move || {
+            tx.send(tid()).unwrap();
+            let _ = stop_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, me);
+        assert!(same_process(tid, me), "a live thread of this process");
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(!same_process(child.id(), me), "another process");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        stop_tx.send(()).unwrap();
+        live.join().unwrap();
+        assert!(!same_process(thread, me), "a thread that is gone");
     }
 }

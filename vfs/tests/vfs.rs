@@ -14,6 +14,9 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// The thread these tests write and close as (FUSE names the caller).
+const PID: u32 = 1000;
 use tempfile::TempDir;
 
 const WO_CREATE: i32 = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
@@ -115,11 +118,11 @@ impl Fx {
             .unwrap_or_else(|e| panic!("create {path}: {e}"));
         for (i, piece) in data.chunks(MIB).enumerate() {
             self.vfs
-                .write(fh, (i * MIB) as u64, Bytes::copy_from_slice(piece))
+                .write(fh, (i * MIB) as u64, Bytes::copy_from_slice(piece), PID)
                 .await
                 .unwrap();
         }
-        self.vfs.flush(fh).await.unwrap();
+        self.vfs.flush(fh, PID).await.unwrap();
         self.vfs.release(fh).await.unwrap();
     }
 
@@ -319,10 +322,10 @@ async fn appends(fx: Fx) {
         CacheMode::Writes | CacheMode::Full => {
             let fh = opened.unwrap();
             fx.vfs
-                .write(fh, attr.size, Bytes::from_static(b"two\n"))
+                .write(fh, attr.size, Bytes::from_static(b"two\n"), PID)
                 .await
                 .unwrap();
-            fx.vfs.flush(fh).await.unwrap();
+            fx.vfs.flush(fh, PID).await.unwrap();
             fx.vfs.release(fh).await.unwrap();
             assert_eq!(fx.get("log.txt").await, b"one\ntwo\n");
         }
@@ -336,15 +339,15 @@ async fn appends(fx: Fx) {
     let fh = opened.unwrap();
     let size = fx.vfs.getattr(attr.ino).await.unwrap().size;
     fx.vfs
-        .write(fh, size, Bytes::from_static(b"three\n"))
+        .write(fh, size, Bytes::from_static(b"three\n"), PID)
         .await
         .unwrap();
     fx.vfs
-        .write(fh, 0, Bytes::from_static(b"ONE"))
+        .write(fh, 0, Bytes::from_static(b"ONE"), PID)
         .await
         .unwrap();
     let back = fx.vfs.read(fh, 0, 100).await.unwrap();
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     fx.vfs.release(fh).await.unwrap();
     let expected: &[u8] = if fx.mode == CacheMode::Minimal {
         b"ONE\nthree\n"
@@ -597,15 +600,15 @@ async fn off_mode_errnos() {
         .await
         .unwrap();
     fx.vfs
-        .write(fh, 0, Bytes::from_static(b"abcdef"))
+        .write(fh, 0, Bytes::from_static(b"abcdef"), PID)
         .await
         .unwrap();
     assert_eq!(
-        errno_of(fx.vfs.write(fh, 2, Bytes::from_static(b"x")).await),
+        errno_of(fx.vfs.write(fh, 2, Bytes::from_static(b"x"), PID).await),
         libc::ESPIPE
     );
     assert_eq!(
-        errno_of(fx.vfs.write(fh, 100, Bytes::from_static(b"x")).await),
+        errno_of(fx.vfs.write(fh, 100, Bytes::from_static(b"x"), PID).await),
         libc::ESPIPE
     );
     assert_eq!(errno_of(fx.vfs.read(fh, 0, 10).await), libc::EBADF);
@@ -615,10 +618,10 @@ async fn off_mode_errnos() {
         libc::EPERM
     );
     fx.vfs
-        .write(fh, 6, Bytes::from_static(b"gh"))
+        .write(fh, 6, Bytes::from_static(b"gh"), PID)
         .await
         .unwrap();
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     fx.vfs.release(fh).await.unwrap();
     assert_eq!(fx.stored("f").await.unwrap(), b"abcdefgh");
 }
@@ -630,7 +633,7 @@ async fn off_mode_data_reaches_store_on_close() {
     let data = pattern(3 * MIB);
     for (i, piece) in data.chunks(MIB).enumerate() {
         fx.vfs
-            .write(fh, (i * MIB) as u64, Bytes::copy_from_slice(piece))
+            .write(fh, (i * MIB) as u64, Bytes::copy_from_slice(piece), PID)
             .await
             .unwrap();
     }
@@ -638,7 +641,7 @@ async fn off_mode_data_reaches_store_on_close() {
     assert_eq!(fx.resolve("s.bin").await.unwrap().size, 3 * MIB as u64);
     assert_eq!(fx.ls("").await, ["s.bin"]);
     assert!(fx.stored("s.bin").await.is_none());
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     assert!(fx.stored("s.bin").await.unwrap() == data);
     fx.vfs.release(fh).await.unwrap();
     assert_eq!(fx.vfs.pending_uploads(), 0);
@@ -650,8 +653,8 @@ async fn off_mode_upload_errors_reach_close() {
     probe.fail_writes.store(true, Ordering::SeqCst);
     let fx = Fx::over(probe.clone(), None, config(CacheMode::Off)).await;
     let (_, fh) = fx.vfs.create(ROOT_INO, "q", WO_CREATE).await.unwrap();
-    let _ = fx.vfs.write(fh, 0, Bytes::from_static(b"data")).await;
-    assert_eq!(errno_of(fx.vfs.flush(fh).await), libc::ENOSPC);
+    let _ = fx.vfs.write(fh, 0, Bytes::from_static(b"data"), PID).await;
+    assert_eq!(errno_of(fx.vfs.flush(fh, PID).await), libc::ENOSPC);
     let _ = fx.vfs.release(fh).await;
     assert_eq!(errno_of(fx.resolve("q").await), libc::ENOENT);
 }
@@ -729,7 +732,7 @@ async fn minimal_mode_read_write_through_cache() {
     let ino = fx.resolve("db").await.unwrap().ino;
     let fh = fx.vfs.open(ino, libc::O_RDWR).await.unwrap();
     fx.vfs
-        .write(fh, 5000, Bytes::from_static(b"PATCH"))
+        .write(fh, 5000, Bytes::from_static(b"PATCH"), PID)
         .await
         .unwrap();
     assert_eq!(
@@ -737,7 +740,7 @@ async fn minimal_mode_read_write_through_cache() {
         &[&pattern(5000)[4998..], b"PATCH", &pattern(5007)[5005..]].concat()[..]
     );
     // Uploaded when closed, without waiting for write_back.
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     fx.vfs.release(fh).await.unwrap();
     let mut expected = pattern(10_000);
     expected[5000..5005].copy_from_slice(b"PATCH");
@@ -841,7 +844,7 @@ async fn writes_mode_sequential_writes_then_anything_else() {
     // Pieces that do not line up with the 4 MiB gathering.
     for piece in data[..6 * MIB + 5].chunks(300_001) {
         fx.vfs
-            .write(fh, at as u64, Bytes::copy_from_slice(piece))
+            .write(fh, at as u64, Bytes::copy_from_slice(piece), PID)
             .await
             .unwrap();
         at += piece.len();
@@ -856,20 +859,20 @@ async fn writes_mode_sequential_writes_then_anything_else() {
     assert!(back[..] == data[5 * MIB..6 * MIB + 5], "read while writing");
     for piece in data[at..].chunks(MIB) {
         fx.vfs
-            .write(fh, at as u64, Bytes::copy_from_slice(piece))
+            .write(fh, at as u64, Bytes::copy_from_slice(piece), PID)
             .await
             .unwrap();
         at += piece.len();
     }
     fx.vfs
-        .write(fh, 100, Bytes::from_static(b"patched"))
+        .write(fh, 100, Bytes::from_static(b"patched"), PID)
         .await
         .unwrap();
     data[100..107].copy_from_slice(b"patched");
     let all = fx.vfs.read(rd, 0, data.len() as u32 + 10).await.unwrap();
     assert!(all[..] == data[..], "read after a write elsewhere");
     fx.vfs.release(rd).await.unwrap();
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     fx.vfs.release(fh).await.unwrap();
     fx.vfs.flush_all().await.unwrap();
     assert!(fx.stored("f").await.unwrap() == data, "stored differs");
@@ -878,7 +881,7 @@ async fn writes_mode_sequential_writes_then_anything_else() {
     let (_, fh) = fx.vfs.create(ROOT_INO, "f", WO_CREATE).await.unwrap();
     for (i, piece) in data[..9 * MIB].chunks(MIB).enumerate() {
         fx.vfs
-            .write(fh, (i * MIB) as u64, Bytes::copy_from_slice(piece))
+            .write(fh, (i * MIB) as u64, Bytes::copy_from_slice(piece), PID)
             .await
             .unwrap();
     }
@@ -886,7 +889,7 @@ async fn writes_mode_sequential_writes_then_anything_else() {
         .setattr(ino, Some(fh), Some(7 * MIB as u64 + 3), None)
         .await
         .unwrap();
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     fx.vfs.release(fh).await.unwrap();
     fx.vfs.flush_all().await.unwrap();
     assert!(
@@ -920,7 +923,7 @@ fn crash_recovery_resumes_uploads() {
             .await
             .unwrap();
         fx.vfs
-            .write(fh, 0, Bytes::from_static(b"fsynced, never closed"))
+            .write(fh, 0, Bytes::from_static(b"fsynced, never closed"), PID)
             .await
             .unwrap();
         fx.vfs.fsync(fh).await.unwrap();
@@ -1058,10 +1061,10 @@ async fn update_config_applies_live() {
     });
     let fh = fx.vfs.open(ino, libc::O_RDWR).await.unwrap();
     fx.vfs
-        .write(fh, 3, Bytes::from_static(b"def"))
+        .write(fh, 3, Bytes::from_static(b"def"), PID)
         .await
         .unwrap();
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     fx.vfs.release(fh).await.unwrap();
     assert_eq!(fx.vfs.pending_uploads(), 1);
     // A shorter write-back applies to what already waits.
@@ -1260,7 +1263,7 @@ async fn cache_fast_paths() {
     assert_eq!(&got[..], &pattern(4196)[100..]);
     assert_eq!(fx.vfs.write_cached(fh, 10, b"xyz").unwrap().unwrap(), 3);
     assert_eq!(&fx.vfs.read_cached(fh, 10, 3).unwrap().unwrap()[..], b"xyz");
-    fx.vfs.flush(fh).await.unwrap();
+    fx.vfs.flush(fh, PID).await.unwrap();
     fx.vfs.release(fh).await.unwrap();
     fx.vfs.flush_all().await.unwrap();
     let mut expected = pattern(3 * MIB);

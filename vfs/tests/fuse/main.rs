@@ -312,6 +312,27 @@ fn off_mode_errnos_through_the_kernel() {
     assert_eq!(fs::read(m.path("f")).unwrap(), b"abcdef");
 }
 
+/// A child process started while a file is being written inherits its
+/// descriptor and closes it at exec: that close is not the writer's, and the
+/// streamed upload goes on until the writer closes.
+#[test]
+fn off_mode_writes_survive_a_child_closing_its_copy() {
+    if !fuse_available("off_mode_writes_survive_a_child_closing_its_copy") {
+        return;
+    }
+    let m = Mounted::new(Kind::Memory, config(CacheMode::Off));
+    let mut f = fs::File::create(m.path("forked")).unwrap();
+    f.write_all(b"before the child, ").unwrap();
+    let status = std::process::Command::new("true").status().unwrap();
+    assert!(status.success());
+    f.write_all(b"after it").unwrap();
+    drop(f);
+    assert_eq!(
+        m.stored("forked").as_deref(),
+        Some(&b"before the child, after it"[..])
+    );
+}
+
 #[test]
 fn minimal_mode_read_write_through_the_kernel() {
     if !fuse_available("minimal_mode_read_write_through_the_kernel") {
