@@ -8,7 +8,7 @@
 //! (scripts/test.sh).
 
 use crate::cloud::{assert_never_leaked, setting};
-use crate::common::rclone::{rclone_present, TokenServer, WebDav};
+use crate::common::rclone::{rclone_present, Served, TokenServer};
 use crate::common::{assert_error, Api, Options, Server};
 use berth_storage::testkit::free_port;
 use reqwest::StatusCode;
@@ -22,7 +22,7 @@ fn webdav_connects_and_wrong_passwords_are_clear_400s() {
         return;
     }
     let pass = "webdav-secret-Pa55";
-    let dav = WebDav::start("alice", pass);
+    let dav = Served::webdav("alice", pass);
     std::fs::write(dav.dir.path().join("hello.txt"), b"hi").unwrap();
     let server = Server::start();
     let api = Api::new(&server, "acme");
@@ -126,7 +126,7 @@ fn wrappers_over_rclone_backends_run_in_rclone() {
         return;
     }
     let (old, new) = ("dav-Old-Pa55", "dav-New-Pa55");
-    let mut dav = WebDav::start("alice", old);
+    let mut dav = Served::webdav("alice", old);
     std::fs::create_dir_all(dav.dir.path().join("share")).unwrap();
     let tools = tempfile::tempdir().unwrap();
     let (rclone, commands) = logged_rclone(tools.path());
@@ -160,7 +160,7 @@ fn wrappers_over_rclone_backends_run_in_rclone() {
 
     // The server's password changes: the wrappers fail until the webdav
     // backend's credentials are rotated, then work again (rebuilt).
-    dav.restart("alice", new);
+    dav.restart_webdav("alice", new);
     let stale = api.get(&format!("/api/v1/backends/{alias}/test"));
     assert_eq!(stale.1["success"], json!(false), "{}", stale.1);
     let rotated = api.put(&format!("/api/v1/backends/{webdav}"), &json!({"pass": new}));
@@ -181,7 +181,7 @@ fn wrappers_over_backends_rclone_cannot_serve_are_refused() {
     if !rclone_present("wrappers_over_backends_rclone_cannot_serve_are_refused") {
         return;
     }
-    let dav = WebDav::start("alice", "dav-Pa55");
+    let dav = Served::webdav("alice", "dav-Pa55");
     let server = Server::start();
     let api = Api::new(&server, "acme");
     api.connect(

@@ -23,78 +23,60 @@ pub fn rclone_present(test: &str) -> bool {
     available("BERTH_REQUIRE_RCLONE", test, probe)
 }
 
-/// `rclone serve webdav` of a temp dir with a user and password; killed on drop.
-pub struct WebDav {
+/// `rclone serve <protocol>` of a temp dir on 127.0.0.1; killed on drop.
+pub struct Served {
     child: Child,
+    protocol: &'static str,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The directory it serves.
     pub dir: tempfile::TempDir,
 }
 
-impl WebDav {
-    /// Starts serving a fresh directory as `user` with `pass`.
-    pub fn start(user: &str, pass: &str) -> WebDav {
+impl Served {
+    /// Serves a fresh directory over WebDAV as `user` with `pass`.
+    pub fn webdav(user: &str, pass: &str) -> Served {
+        Served::start("webdav", &["--user", user, "--pass", pass])
+    }
+
+    /// Serves a fresh directory over S3 (gofakes3, which checks SigV4) with
+    /// `access_key_id` and `secret`; each top directory is a bucket.
+    pub fn s3(access_key_id: &str, secret: &str) -> Served {
+        Served::start("s3", &["--auth-key", &format!("{access_key_id},{secret}")])
+    }
+
+    fn start(protocol: &'static str, auth: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        WebDav {
-            child: serve_webdav(dir.path(), port, user, pass),
+        Served {
+            child: serve(protocol, dir.path(), port, auth),
+            protocol,
             url: format!("http://127.0.0.1:{port}"),
             dir,
         }
     }
 
     /// Serves the same directory at the same address again, now as `user`
-    /// with `pass` (the server's password changed).
-    pub fn restart(&mut self, user: &str, pass: &str) {
+    /// with `pass` (the WebDAV server's password changed).
+    pub fn restart_webdav(&mut self, user: &str, pass: &str) {
+        assert_eq!(self.protocol, "webdav");
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
-        self.child = serve_webdav(self.dir.path(), port, user, pass);
+        self.child = serve(
+            "webdav",
+            self.dir.path(),
+            port,
+            &["--user", user, "--pass", pass],
+        );
     }
 }
 
-impl Drop for WebDav {
+impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `rclone serve s3` of a temp dir (each top directory a bucket) with one
-/// access key; killed on drop. Its server (gofakes3) checks SigV4.
-pub struct S3Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    /// The directory it serves.
-    pub dir: tempfile::TempDir,
-}
-
-impl S3Server {
-    /// Starts serving a fresh directory with `access_key_id` and `secret`.
-    pub fn start(access_key_id: &str, secret: &str) -> S3Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let key = format!("{access_key_id},{secret}");
-        let child = serve("s3", dir.path(), port, &["--auth-key", &key]);
-        S3Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_webdav(dir: &Path, port: u16, user: &str, pass: &str) -> Child {
-    serve("webdav", dir, port, &["--user", user, "--pass", pass])
 }
 
 /// `rclone serve <protocol> dir --addr 127.0.0.1:port <auth>`, once it

@@ -444,7 +444,7 @@ fn multipart_writes_reach_rclone_serve_s3() {
     if !fuse_available() || !common::rclone::rclone_present("rclone serve s3") {
         return;
     }
-    let s3 = common::rclone::S3Server::start("berth-key", "berth-secret");
+    let s3 = common::rclone::Served::s3("berth-key", "berth-secret");
     fs::create_dir(s3.dir.path().join("bucket")).unwrap();
     let server = Server::start();
     let api = Api::new(&server, "acme");

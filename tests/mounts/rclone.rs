@@ -10,7 +10,7 @@
 //! `BERTH_REQUIRE_FUSE=1` (scripts/test.sh).
 
 use super::{create_mount, eventually, exercise, fuse_available, is_mounted};
-use crate::common::rclone::{rclone_present, WebDav};
+use crate::common::rclone::{rclone_present, Served};
 use crate::common::{Api, Server};
 use berth_storage::testkit::available;
 use reqwest::StatusCode;
@@ -357,7 +357,7 @@ fn rclone_mounts_of_webdav_live_through_restarts_crashes_and_kills() {
     if !rclone_mounts_available("rclone_mounts_of_webdav_live_through_restarts_crashes_and_kills") {
         return;
     }
-    let dav = WebDav::start("alice", "dav-Pa55");
+    let dav = Served::webdav("alice", "dav-Pa55");
     let mut server = Server::start();
     let backend = Api::new(&server, "acme").connect(
         "webdav",
@@ -378,7 +378,7 @@ fn rclone_mounts_of_wrappers_over_webdav_run_rclone() {
     if !rclone_mounts_available("rclone_mounts_of_wrappers_over_webdav_run_rclone") {
         return;
     }
-    let dav = WebDav::start("alice", "dav-Pa55");
+    let dav = Served::webdav("alice", "dav-Pa55");
     fs::create_dir_all(dav.dir.path().join("share")).unwrap();
     let server = Server::start();
     let api = Api::new(&server, "acme");
