@@ -17,7 +17,7 @@ use crate::inode::{
     base_name, parent_path, Attr, ChildMeta, FileKind, Listing, Node, Table, ROOT_INO,
 };
 use crate::reader::{Reader, BUDGET_KIB, REORDER_SLACK};
-use crate::writer::{same_process, Writer};
+use crate::writer::Writer;
 use berth_storage::{join_path, once, Capability, Entry, EntryKind, ErrorKind, Storage};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -968,7 +968,7 @@ impl Vfs {
             Handle::Write { node, writer } => {
                 let mut w = writer.lock().await;
                 w.write(offset, data).await?;
-                w.last_writer = pid;
+                w.wrote_from(pid);
                 let mut m = node.meta();
                 m.size = w.written;
                 m.mtime = Some(SystemTime::now());
@@ -1005,7 +1005,7 @@ impl Vfs {
                 // closed by another process (a child forked while the file
                 // was being written closes its inherited descriptor at exec
                 // or exit). `release` ends the upload at the latest.
-                if w.done.is_none() && (w.written == 0 || !same_process(pid, w.last_writer)) {
+                if w.done.is_none() && (w.written == 0 || !w.is_writer(pid)) {
                     return Ok(());
                 }
                 self.finish_writer(node, &mut w).await

@@ -35,17 +35,13 @@ pub(crate) struct Writer {
     /// Result of the finished upload.
     pub done: Option<Result<Entry, VfsError>>,
     /// The thread that wrote last (as FUSE names it; 0 before any write).
-    pub last_writer: u32,
+    last_writer: u32,
+    /// Its process, looked up when the writing thread changes (`None` when
+    /// /proc does not show it).
+    writer_process: Option<u32>,
 }
 
-/// Whether threads `a` and `b` (FUSE names the calling thread, not its
-/// process) belong to one process: the same id, or the same `Tgid` in
-/// /proc. A thread that is gone counts as another process.
-pub(crate) fn same_process(a: u32, b: u32) -> bool {
-    a == b || matches!((thread_group(a), thread_group(b)), (Some(x), Some(y)) if x == y)
-}
-
-/// The process (thread group) of thread `tid`.
+/// The process (thread group) of thread `tid`, from /proc.
 fn thread_group(tid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status
@@ -67,6 +63,7 @@ impl Writer {
             task: None,
             done: None,
             last_writer: 0,
+            writer_process: None,
         }
     }
 
@@ -81,6 +78,23 @@ impl Writer {
             async move { storage.write(&path, body).await },
         ));
         self.tx.insert(tx)
+    }
+
+    /// Notes that thread `tid` (as FUSE names the caller) wrote.
+    pub(crate) fn wrote_from(&mut self, tid: u32) {
+        if tid != self.last_writer {
+            self.last_writer = tid;
+            self.writer_process = thread_group(tid);
+        }
+    }
+
+    /// Whether thread `tid` belongs to the process that wrote last (FUSE
+    /// names threads, not processes; a thread that is gone is no writer).
+    pub(crate) fn is_writer(&self, tid: u32) -> bool {
+        tid == self.last_writer
+            || self
+                .writer_process
+                .is_some_and(|process| thread_group(tid) == Some(process))
     }
 
     /// Appends `data` at `offset`, which must be where the last write ended.
@@ -161,32 +175,42 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_storage::drivers::MemoryStorage;
+
+    fn tid() -> u32 {
+        // SAFETY: gettid has no preconditions.
+        (unsafe { libc::gettid() }) as u32
+    }
 
     #[test]
-    fn threads_of_one_process_are_told_from_other_processes() {
+    fn the_writer_is_known_by_its_process() {
         let me = std::process::id();
-        let tid = || (unsafe { libc::gettid() }) as u32;
+        let mut w = Writer::new(Arc::new(MemoryStorage::new()), "f".into());
+        w.wrote_from(tid());
+        assert!(w.is_writer(tid()));
+        assert!(w.is_writer(me), "another thread of the writing process");
         let thread = std::thread::spawn(tid).join().unwrap();
-        // The thread is gone once joined: only a live one can be placed.
-        assert!(same_process(me, me));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let live = std::thread::spawn(move || {
-            tx.send(tid()).unwrap();
-            let _ = stop_rx.recv();
-        });
-        let tid = rx.recv().unwrap();
-        assert_ne!(tid, me);
-        assert!(same_process(tid, me), "a live thread of this process");
+        assert!(!w.is_writer(thread), "a thread that is gone");
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()
             .unwrap();
-        assert!(!same_process(child.id(), me), "another process");
+        assert!(!w.is_writer(child.id()), "another process");
+        // The writing thread may end before the close: its process is kept.
+        w.wrote_from(std::thread::spawn(tid).join().unwrap());
+        assert!(!w.is_writer(me), "gone before its process was looked up");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            tx.send(tid()).unwrap();
+            let _ = done_rx.recv();
+        });
+        w.wrote_from(rx.recv().unwrap());
+        done_tx.send(()).unwrap();
+        writer.join().unwrap();
+        assert!(w.is_writer(me), "its process, after the thread ended");
+        assert!(!w.is_writer(child.id()));
         child.kill().unwrap();
         child.wait().unwrap();
-        stop_tx.send(()).unwrap();
-        live.join().unwrap();
-        assert!(!same_process(thread, me), "a thread that is gone");
     }
 }
