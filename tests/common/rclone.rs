@@ -26,7 +26,6 @@ pub fn rclone_present(test: &str) -> bool {
 /// `rclone serve <protocol>` of a temp dir on 127.0.0.1; killed on drop.
 pub struct Served {
     child: Child,
-    protocol: &'static str,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The directory it serves.
@@ -45,21 +44,19 @@ impl Served {
         Served::start("s3", &["--auth-key", &format!("{access_key_id},{secret}")])
     }
 
-    fn start(protocol: &'static str, auth: &[&str]) -> Served {
+    fn start(protocol: &str, auth: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         Served {
             child: serve(protocol, dir.path(), port, auth),
-            protocol,
             url: format!("http://127.0.0.1:{port}"),
             dir,
         }
     }
 
-    /// Serves the same directory at the same address again, now as `user`
-    /// with `pass` (the WebDAV server's password changed).
+    /// Serves the same directory over WebDAV at the same address again, now
+    /// as `user` with `pass` (the server's password changed).
     pub fn restart_webdav(&mut self, user: &str, pass: &str) {
-        assert_eq!(self.protocol, "webdav");
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();

@@ -1297,7 +1297,6 @@ impl Storage for LocalStorage {
     }
 }
 
-/// Collects a small body, refusing more than `max` bytes.
 /// The first non-empty piece of `body`, or `None` when it ends without one.
 async fn first_bytes(body: &mut ByteStream) -> Result<Option<Bytes>> {
     while let Some(piece) = body.next().await {
@@ -1309,6 +1308,7 @@ async fn first_bytes(body: &mut ByteStream) -> Result<Option<Bytes>> {
     Ok(None)
 }
 
+/// Collects a small body, refusing more than `max` bytes.
 async fn collect_limited(mut body: ByteStream, max: usize, shown: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
