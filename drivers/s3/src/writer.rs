@@ -24,6 +24,7 @@ use aws_sdk_s3::operation::create_multipart_upload::{
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
+use aws_smithy_xml::decode::{try_data, Document};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use berth_storage::{ByteStream, Entry, EntryKind, ErrorKind, Result, StorageError};
@@ -51,18 +52,16 @@ pub(crate) fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
 }
 
 /// The `UploadId` in the XML of a CreateMultipartUpload answer, whatever
-/// its root element is called.
+/// its root element is called (read with the SDK's own XML decoder).
 fn upload_id_in(xml: &[u8]) -> Option<String> {
-    let xml = std::str::from_utf8(xml).ok()?;
-    let (_, rest) = xml.split_once("<UploadId>")?;
-    let (id, _) = rest.split_once("</UploadId>")?;
-    let id = id
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&");
-    Some(id.trim().to_string())
+    let mut doc = Document::try_from(xml).ok()?;
+    let mut root = doc.root_element().ok()?;
+    while let Some(mut tag) = root.next_tag() {
+        if tag.start_el().matches("UploadId") {
+            return try_data(&mut tag).ok().map(|id| id.trim().to_string());
+        }
+    }
+    None
 }
 
 /// Everything a part-upload task needs, owned.

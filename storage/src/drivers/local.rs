@@ -263,8 +263,12 @@ impl TempPath {
         self.0.as_deref().expect("temp path taken")
     }
 
-    fn keep(mut self) {
+    /// Renames the temp file to `host` (replacing what is there) and keeps
+    /// it; `shown` names the target in errors.
+    fn put_in_place(mut self, host: &Path, shown: &str) -> Result<()> {
+        fs::rename(self.path(), host).map_err(|e| StorageError::from_io(e, shown))?;
         self.0 = None;
+        Ok(())
     }
 }
 
@@ -771,9 +775,7 @@ impl Inner {
         let tmp = TempPath(Some(dir.join(temp_name())));
         std::os::unix::fs::symlink(target, tmp.path())
             .map_err(|e| StorageError::from_io(e, shown))?;
-        fs::rename(tmp.path(), host).map_err(|e| StorageError::from_io(e, shown))?;
-        tmp.keep();
-        Ok(())
+        tmp.put_in_place(host, shown)
     }
 
     fn write_link(&self, path: &str, raw: &[u8]) -> Result<()> {
@@ -825,9 +827,7 @@ impl Inner {
                 output
                     .sync_all()
                     .map_err(|e| StorageError::from_io(e, &to_shown))?;
-                fs::rename(tmp.path(), &host).map_err(|e| StorageError::from_io(e, &to_shown))?;
-                tmp.keep();
-                Ok(())
+                tmp.put_in_place(&host, &to_shown)
             }
             _ => Err(StorageError::unsupported(format!(
                 "{to_shown}: links: a {LINK_SUFFIX} file and a regular file cannot be copied into each other"
@@ -1062,12 +1062,7 @@ impl LocalStorage {
         let (fed, written) = futures::join!(feed, writer);
         // The body's own error comes first: the writer's is its echo.
         fed.and(written)?;
-        blocking(move || {
-            fs::rename(tmp.path(), &host).map_err(|e| StorageError::from_io(e, &shown))?;
-            tmp.keep();
-            Ok(())
-        })
-        .await
+        blocking(move || tmp.put_in_place(&host, &shown)).await
     }
 }
 
@@ -1232,9 +1227,7 @@ impl Storage for LocalStorage {
                         WritePlan::File { dir, host } => {
                             let (file, tmp) = create_temp(&dir, &shown)?;
                             drop(file);
-                            fs::rename(tmp.path(), &host)
-                                .map_err(|e| StorageError::from_io(e, &shown))?;
-                            tmp.keep();
+                            tmp.put_in_place(&host, &shown)?;
                         }
                         WritePlan::Link { .. } => i.write_link(&shown, &[])?,
                     }
