@@ -307,6 +307,21 @@ impl FuseFs {
     }
 }
 
+/// How a file opened with `flags` is opened in the kernel: a handle that
+/// can only write goes past the page cache (`FOPEN_DIRECT_IO`), so each
+/// write reaches berth straight from the writer's memory instead of being
+/// copied into page-cache pages first and out of them again. Nothing could
+/// read those pages through such a handle, and the kernel drops other
+/// handles' cached pages of the range written, so open readers still see
+/// the new bytes. About 40 % more write throughput (docs/BENCHMARKS.md).
+fn write_only_past_page_cache(flags: i32) -> FopenFlags {
+    if flags & libc::O_ACCMODE == libc::O_WRONLY {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
+    }
+}
+
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // O_TRUNC arrives with open (no separate setattr without a handle);
@@ -444,12 +459,12 @@ impl Filesystem for FuseFs {
             match vfs.open(ino.0, flags.0).await {
                 Ok(fh) => {
                     // Unchanged files are read again from the page cache.
-                    let keep = if vfs.keep_kernel_cache(fh) {
+                    let how = if vfs.keep_kernel_cache(fh) {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
-                        FopenFlags::empty()
+                        write_only_past_page_cache(flags.0)
                     };
-                    reply.opened(FileHandle(fh), keep)
+                    reply.opened(FileHandle(fh), how)
                 }
                 Err(e) => reply.error(errno_of(&e)),
             }
@@ -646,7 +661,7 @@ impl Filesystem for FuseFs {
                     &attrs.of(&a),
                     Generation(0),
                     FileHandle(fh),
-                    FopenFlags::empty(),
+                    write_only_past_page_cache(flags),
                 ),
                 Err(e) => reply.error(errno_of(&e)),
             }

@@ -333,6 +333,37 @@ fn off_mode_writes_survive_a_child_closing_its_copy() {
     );
 }
 
+/// Write-only handles go past the kernel's page cache (`FOPEN_DIRECT_IO`):
+/// a reader holding the file open, its pages cached, still sees bytes
+/// written through another handle at once, and the size an append makes.
+#[test]
+fn open_readers_see_writes_through_write_only_handles() {
+    use std::os::unix::fs::FileExt;
+    if !fuse_available("open_readers_see_writes_through_write_only_handles") {
+        return;
+    }
+    for mode in [CacheMode::Writes, CacheMode::Full] {
+        let m = Mounted::new(Kind::Local, config(mode));
+        let path = m.path("shared");
+        fs::write(&path, vec![b'a'; 64 * 1024]).unwrap();
+        let reader = fs::File::open(&path).unwrap();
+        let mut seen = vec![0u8; 64 * 1024];
+        reader.read_exact_at(&mut seen, 0).unwrap();
+        let writer = OpenOptions::new().write(true).open(&path).unwrap();
+        writer.write_all_at(b"bbbb", 4096).unwrap();
+        let mut four = [0u8; 4];
+        reader.read_exact_at(&mut four, 4096).unwrap();
+        assert_eq!(&four, b"bbbb", "{mode:?}: the open reader saw stale pages");
+        drop(writer);
+        let mut appender = OpenOptions::new().append(true).open(&path).unwrap();
+        appender.write_all(b"tail").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 64 * 1024 + 4);
+        drop(appender);
+        reader.read_exact_at(&mut four, 64 * 1024).unwrap();
+        assert_eq!(&four, b"tail", "{mode:?}");
+    }
+}
+
 #[test]
 fn minimal_mode_read_write_through_the_kernel() {
     if !fuse_available("minimal_mode_read_write_through_the_kernel") {
