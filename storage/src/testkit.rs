@@ -200,6 +200,14 @@ pub async fn write_read_empty(st: Store) {
         assert_eq!((stat.kind, stat.size), (EntryKind::File, 0));
     }
     assert_eq!(get_range(&st, "empty", 0, 10).await, b"");
+    // An empty write over a file empties it.
+    put(&st, "emptied", b"bytes before").await;
+    let entry = st
+        .write("emptied", futures::stream::empty().boxed())
+        .await
+        .unwrap();
+    assert_eq!((entry.path.as_str(), entry.size), ("emptied", 0));
+    assert_eq!(get(&st, "emptied").await, b"");
 }
 
 pub async fn write_read_large(st: Store) {

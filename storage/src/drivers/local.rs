@@ -754,6 +754,35 @@ impl Inner {
         }
     }
 
+    /// Writes an empty file at `host`: created in place when there is none
+    /// (an empty file cannot be seen half-written, and that spares the
+    /// rename), else through a temp file renamed over the old one.
+    fn write_empty(&self, dir: &Path, host: PathBuf, shown: String) -> Result<Entry> {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&host)
+        {
+            Ok(file) => {
+                let meta = file
+                    .metadata()
+                    .map_err(|e| StorageError::from_io(e, &shown))?;
+                let target = Target::Node {
+                    host,
+                    meta,
+                    link: None,
+                };
+                return Ok(self.entry(shown, &target));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StorageError::from_io(e, &shown)),
+        }
+        let (file, tmp) = create_temp(dir, &shown)?;
+        drop(file);
+        tmp.put_in_place(&host, &shown)?;
+        self.stat(&shown)
+    }
+
     /// Checks a `links` target: it must stay inside the root.
     fn check_link_target(&self, dir: &Path, raw: &[u8], shown: &str) -> Result<PathBuf> {
         if raw.is_empty() || raw.contains(&0) {
@@ -1222,16 +1251,12 @@ impl Storage for LocalStorage {
         // stated in one go on the blocking pool, not in five hand-overs.
         let Some(first) = first_bytes(&mut body).await? else {
             return self
-                .run(move |i| {
-                    match i.prepare_write(&comps, &shown)? {
-                        WritePlan::File { dir, host } => {
-                            let (file, tmp) = create_temp(&dir, &shown)?;
-                            drop(file);
-                            tmp.put_in_place(&host, &shown)?;
-                        }
-                        WritePlan::Link { .. } => i.write_link(&shown, &[])?,
+                .run(move |i| match i.prepare_write(&comps, &shown)? {
+                    WritePlan::File { dir, host } => i.write_empty(&dir, host, shown),
+                    WritePlan::Link { .. } => {
+                        i.write_link(&shown, &[])?;
+                        i.stat(&shown)
                     }
-                    i.stat(&shown)
                 })
                 .await;
         };
