@@ -1118,20 +1118,23 @@ struct ReadCursor {
     shown: String,
 }
 
-/// Reads up to `want` bytes at `pos` with `pread` (short only at the end).
+/// Reads up to `want` bytes at `pos` with `pread` (short only at the end),
+/// into fresh memory that is not zeroed first: `pread` fills it, and only
+/// what it filled is kept.
 fn read_at(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; want];
-    let mut filled = 0;
-    while filled < want {
-        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+    use rustix::buffer::spare_capacity;
+    // `pread` reads into all the spare capacity, which may exceed `want`.
+    let mut buf = Vec::with_capacity(want);
+    while buf.len() < want {
+        let at = pos + buf.len() as u64;
+        match rustix::io::pread(file, spare_capacity(&mut buf), at) {
             Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    buf.truncate(filled);
+    buf.truncate(want);
     Ok(Bytes::from(buf))
 }
 
