@@ -23,6 +23,7 @@ use crate::error::VfsError;
 use crate::inode::Node;
 use crate::journal::Journal;
 use crate::ranges::RangeSet;
+use berth_storage::drivers::positional::read_fresh;
 use berth_storage::drivers::StreamedFile;
 use berth_storage::{ByteStream, ErrorKind, Storage, StorageError};
 use bytes::Bytes;
@@ -496,16 +497,11 @@ impl CacheItem {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let mut buf = vec![0u8; (end - offset) as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file()?.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break, // a sparse tail reads as zeros already
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(VfsError::cache("read cached file", e)),
-            }
-        }
+        let want = (end - offset) as usize;
+        let mut buf = read_fresh(self.file()?, offset, want)
+            .map_err(|e| VfsError::cache("read cached file", e))?;
+        // A sparse tail not written yet reads as zeros.
+        buf.resize(want, 0);
         Ok(Bytes::from(buf))
     }
 
@@ -648,21 +644,11 @@ impl CacheItem {
                 }
                 let len = (size - pos).min(UPLOAD_CHUNK as u64) as usize;
                 let chunk = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
-                    let mut done = 0;
-                    while done < len {
-                        let file = match item.file() {
-                            Ok(f) => f,
-                            Err(e) => return Err(io::Error::other(e.to_string())),
-                        };
-                        match file.read_at(&mut buf[done..], pos + done as u64) {
-                            Ok(0) => break,
-                            Ok(n) => done += n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(Bytes::from(buf))
+                    let file = item.file().map_err(|e| io::Error::other(e.to_string()))?;
+                    let mut buf = read_fresh(file, pos, len)?;
+                    // A sparse tail not written yet reads as zeros.
+                    buf.resize(len, 0);
+                    Ok::<_, io::Error>(Bytes::from(buf))
                 })
                 .await
                 .map_err(|e| StorageError::new(ErrorKind::Other, format!("cache read task: {e}")))?

@@ -37,6 +37,7 @@
 //! | `time_type` | honoured: `mtime` (default, also `"0"`/`""`), `atime`, `btime`, `ctime` (or `1`..`3`) choose the time in [`Entry::modified`]. `btime` is refused at build time when the root's filesystem does not report birth times, and falls back to mtime for a single entry that lacks one. |
 //! | `no_preallocate`, `no_sparse`, `nounc`, `no_clone` | accepted, satisfied as given: on Linux berth never preallocates, never writes sparse multi-thread downloads, has no UNC paths and never makes reflink copies. |
 
+use super::positional::read_fresh;
 use super::streamed::StreamedFile;
 use super::{lexical_normalize, DriverEnv};
 use crate::{
@@ -1118,26 +1119,6 @@ struct ReadCursor {
     shown: String,
 }
 
-/// Reads up to `want` bytes at `pos` with `pread` (short only at the end),
-/// into fresh memory that is not zeroed first: `pread` fills it, and only
-/// what it filled is kept.
-fn read_at(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
-    use rustix::buffer::spare_capacity;
-    // `pread` reads into all the spare capacity, which may exceed `want`.
-    let mut buf = Vec::with_capacity(want);
-    while buf.len() < want {
-        let at = pos + buf.len() as u64;
-        match rustix::io::pread(file, spare_capacity(&mut buf), at) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    buf.truncate(want);
-    Ok(Bytes::from(buf))
-}
-
 /// Fails a read whose file changed while it was streamed.
 fn check_unchanged(file: &File, len: u64, modified: Option<SystemTime>, shown: &str) -> Result<()> {
     let now = file
@@ -1226,7 +1207,8 @@ impl Storage for LocalStorage {
                         let piece = if want == 0 {
                             Bytes::new()
                         } else {
-                            read_at(&file, pos, want)
+                            read_fresh(&file, pos, want)
+                                .map(Bytes::from)
                                 .map_err(|e| StorageError::from_io(e, &shown))?
                         };
                         let at_end = piece.len() < want || last;

@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod memory;
+pub mod positional;
 pub mod streamed;
 
 pub use local::LocalStorage;
