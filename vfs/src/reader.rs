@@ -120,6 +120,9 @@ pub(crate) struct Reader {
     sequential: usize,
     /// Size of the file when opened (parts are not requested past it).
     size: u64,
+    /// The file was read through the disk cache meanwhile ([`Reader::forget`]):
+    /// take its size again before the next read.
+    resize: bool,
 }
 
 impl Reader {
@@ -137,7 +140,17 @@ impl Reader {
             next_len: MIN_PART,
             sequential: 0,
             size,
+            resize: false,
         }
+    }
+
+    /// Drops what was read ahead, while the file's content is read through
+    /// the disk cache (a writer put it there): when this reader is used
+    /// again, the store may hold another version, of another size.
+    pub(crate) fn forget(&mut self) {
+        self.parts.clear();
+        self.sequential = 0;
+        self.resize = true;
     }
 
     fn spawn_part(&mut self, start: u64, len: u64, permit: Option<OwnedSemaphorePermit>) {
@@ -177,6 +190,9 @@ impl Reader {
 
     /// Reads up to `len` bytes at `offset`; short only at the end of the file.
     pub(crate) async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, VfsError> {
+        if std::mem::take(&mut self.resize) {
+            self.size = self.node.meta().size;
+        }
         let end = offset.saturating_add(len);
         let window_end = self.parts.back().map_or(0, Part::end);
         let in_window = self

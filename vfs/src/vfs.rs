@@ -889,26 +889,31 @@ impl Vfs {
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, VfsError> {
         let h = self.handles.get(fh)?;
         match &*h {
-            Handle::Read { reader, .. } => reader.lock().await.read(offset, size as u64).await,
+            Handle::Read { node, reader } => {
+                // Opened when the file had nothing in the cache; once a
+                // writer has put it there, the cache is what holds its
+                // content (the store has it only after the upload).
+                let item = node.meta().cache.clone();
+                let mut reader = reader.lock().await;
+                match item {
+                    Some(item) => {
+                        reader.forget();
+                        self.read_item(node, &item, offset, size, false).await
+                    }
+                    None => reader.read(offset, size as u64).await,
+                }
+            }
             Handle::Cached {
                 node,
                 item,
                 last_end,
                 ..
             } => {
-                let end = offset + size as u64;
                 // Near the last read's end either way: the kernel's parallel
                 // read-ahead requests arrive out of order.
-                let previous = last_end.swap(end, Ordering::Relaxed);
+                let previous = last_end.swap(offset + size as u64, Ordering::Relaxed);
                 let sequential = offset.abs_diff(previous) <= REORDER_SLACK;
-                let full = self.config().cache_mode == CacheMode::Full;
-                let ahead = if sequential && full { CACHE_AHEAD } else { 0 };
-                let path = node.path();
-                item.ensure(&self.cache, &self.storage, &path, offset, end, ahead)
-                    .await?;
-                let data = item.read_valid(offset, size as u64)?;
-                self.trim_soon();
-                Ok(data)
+                self.read_item(node, item, offset, size, sequential).await
             }
             Handle::Write { .. } => Err(VfsError::errno_msg(
                 libc::EBADF,
@@ -916,6 +921,33 @@ impl Vfs {
             )),
             Handle::Dir { .. } => Err(VfsError::errno_msg(libc::EISDIR, "is a directory")),
         }
+    }
+
+    /// Reads through the disk cache, downloading what it lacks (and, in
+    /// `full` mode for a `sequential` reader, the chunks after it).
+    async fn read_item(
+        &self,
+        node: &Arc<Node>,
+        item: &Arc<CacheItem>,
+        offset: u64,
+        size: u32,
+        sequential: bool,
+    ) -> Result<Bytes, VfsError> {
+        let full = self.config().cache_mode == CacheMode::Full;
+        let ahead = if sequential && full { CACHE_AHEAD } else { 0 };
+        let path = node.path();
+        item.ensure(
+            &self.cache,
+            &self.storage,
+            &path,
+            offset,
+            offset + size as u64,
+            ahead,
+        )
+        .await?;
+        let data = item.read_valid(offset, size as u64)?;
+        self.trim_soon();
+        Ok(data)
     }
 
     /// The disk-cache fast path of `write`, for callers on a thread that

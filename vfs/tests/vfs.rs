@@ -257,6 +257,7 @@ every_mode!(
     directory_trees,
     unicode_names,
     concurrent_readers,
+    open_readers_follow_writers,
     dir_cache_invalidation,
     truncate_and_mtime,
     kernel_cache_kept_while_unchanged,
@@ -486,6 +487,35 @@ async fn concurrent_readers(fx: Fx) {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// A reader opened before a writer put the file in the disk cache reads
+/// the writer's bytes from there, and the store's new version after the
+/// upload (what it had read ahead of the old one is dropped).
+async fn open_readers_follow_writers(fx: Fx) {
+    let old = pattern(3 * MIB);
+    fx.put("followed.bin", &old).await;
+    fx.vfs.flush_all().await.unwrap();
+    let ino = fx.resolve("followed.bin").await.unwrap().ino;
+    let rfh = fx.vfs.open(ino, libc::O_RDONLY).await.unwrap();
+    let first = fx.vfs.read(rfh, 0, 4096).await.unwrap();
+    assert_eq!(&first[..], &old[..4096]);
+    let Ok(wfh) = fx.vfs.open(ino, libc::O_WRONLY).await else {
+        // `off` and `minimal` refuse to change a file in place.
+        return fx.vfs.release(rfh).await.unwrap();
+    };
+    fx.vfs
+        .write(wfh, 8192, Bytes::from_static(b"new!"), PID)
+        .await
+        .unwrap();
+    let seen = fx.vfs.read(rfh, 8192, 4).await.unwrap();
+    assert_eq!(&seen[..], b"new!", "through the cache");
+    fx.vfs.flush(wfh, PID).await.unwrap();
+    fx.vfs.release(wfh).await.unwrap();
+    fx.vfs.flush_all().await.unwrap();
+    let seen = fx.vfs.read(rfh, 8192, 4).await.unwrap();
+    assert_eq!(&seen[..], b"new!", "from the store after the upload");
+    fx.vfs.release(rfh).await.unwrap();
 }
 
 async fn dir_cache_invalidation(fx: Fx) {
