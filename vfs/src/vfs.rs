@@ -894,13 +894,12 @@ impl Vfs {
                 // writer has put it there, the cache is what holds its
                 // content (the store has it only after the upload).
                 let item = node.meta().cache.clone();
-                let mut reader = reader.lock().await;
                 match item {
                     Some(item) => {
-                        reader.forget();
+                        reader.lock().await.forget();
                         self.read_item(node, &item, offset, size, false).await
                     }
-                    None => reader.read(offset, size as u64).await,
+                    None => reader.lock().await.read(offset, size as u64).await,
                 }
             }
             Handle::Cached {
