@@ -140,6 +140,14 @@ pub(crate) struct Recovered {
     pub size: u64,
 }
 
+/// `len` bytes of a data file at `pos`: a sparse tail not written yet reads
+/// as zeros.
+fn read_padded(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = read_fresh(file, pos, len)?;
+    buf.resize(len, 0);
+    Ok(buf)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -497,12 +505,9 @@ impl CacheItem {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let want = (end - offset) as usize;
-        let mut buf = read_fresh(self.file()?, offset, want)
-            .map_err(|e| VfsError::cache("read cached file", e))?;
-        // A sparse tail not written yet reads as zeros.
-        buf.resize(want, 0);
-        Ok(Bytes::from(buf))
+        read_padded(self.file()?, offset, (end - offset) as usize)
+            .map(Bytes::from)
+            .map_err(|e| VfsError::cache("read cached file", e))
     }
 
     /// Makes `[start, end)` valid, downloading missing chunks from `path`, and
@@ -645,10 +650,7 @@ impl CacheItem {
                 let len = (size - pos).min(UPLOAD_CHUNK as u64) as usize;
                 let chunk = tokio::task::spawn_blocking(move || {
                     let file = item.file().map_err(|e| io::Error::other(e.to_string()))?;
-                    let mut buf = read_fresh(file, pos, len)?;
-                    // A sparse tail not written yet reads as zeros.
-                    buf.resize(len, 0);
-                    Ok::<_, io::Error>(Bytes::from(buf))
+                    read_padded(file, pos, len).map(Bytes::from)
                 })
                 .await
                 .map_err(|e| StorageError::new(ErrorKind::Other, format!("cache read task: {e}")))?
